@@ -1,0 +1,143 @@
+"""The engine's vocabulary: the plain, ORM-free types every adapter and the engine share."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+
+class FailureClass(enum.StrEnum):
+    """One vocabulary of failures, everywhere (DESIGN.md)."""
+
+    RATE_LIMITED = "rate_limited"
+    QUOTA_EXHAUSTED = "quota_exhausted"
+    SERVER_ERROR = "server_error"
+    TIMEOUT = "timeout"
+    CONNECTION_ERROR = "connection_error"
+    BAD_RESPONSE = "bad_response"
+    AUTH_ERROR = "auth_error"
+    CONTEXT_LENGTH = "context_length"
+    CONTENT_FILTER = "content_filter"
+    INVALID_REQUEST = "invalid_request"
+    CIRCUIT_OPEN = "circuit_open"
+    STREAM_INTERRUPTED = "stream_interrupted"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: str  # "system" | "user" | "assistant"
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChatParams:
+    temperature: float | None = None
+    max_tokens: int | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    user: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    """One provider, as the adapters see it: decrypted key, checked base URL."""
+
+    id: int | None
+    name: str
+    kind: str
+    base_url: str
+    api_key: str = field(default="", repr=False)
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect_s: float = 5.0
+    read_s: float = 30.0
+    first_token_s: float = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """What one adapter call sends: one provider, one model."""
+
+    provider: ProviderConfig
+    model: str
+    messages: tuple[Message, ...]
+    params: ChatParams = ChatParams()
+    timeouts: Timeouts = Timeouts()
+
+
+@dataclass(slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0  # part of input_tokens served from the provider's prompt cache
+    reasoning_tokens: int = 0  # part of output_tokens spent on reasoning
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cached_tokens + other.cached_tokens,
+            self.reasoning_tokens + other.reasoning_tokens,
+        )
+
+
+@dataclass(slots=True)
+class ChatResponse:
+    text: str
+    finish_reason: str | None  # normalised to OpenAI's: stop | length | content_filter | ...
+    usage: Usage | None
+    model: str  # as the provider reported it
+    response_id: str = ""
+
+
+@dataclass(slots=True)
+class StreamEvent:
+    """One piece of a stream: some text, and/or final usage / finish reason."""
+
+    text: str = ""
+    finish_reason: str | None = None
+    usage: Usage | None = None
+
+
+class ProviderError(Exception):
+    """The one error adapters raise. The engine alone decides what to do with it."""
+
+    def __init__(
+        self,
+        failure_class: FailureClass,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after_s: float | None = None,
+        usage: Usage | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.failure_class = FailureClass(failure_class)
+        self.message = message
+        self.status = status
+        self.retry_after_s = retry_after_s
+        self.usage = usage
+
+    def __str__(self) -> str:
+        status = f" HTTP {self.status}" if self.status else ""
+        return f"{self.failure_class.value}{status}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """USD per million tokens."""
+
+    input_per_mtok: Decimal
+    output_per_mtok: Decimal
+    cached_input_per_mtok: Decimal | None = None
+

@@ -1,0 +1,136 @@
+"""Fallback chains: the ordered steps a request walks, and the limits that bound it."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+from .provider import Provider
+
+
+class ContentFilterPolicy(models.TextChoices):
+    STOP = "stop", "Stop: return the refusal"
+    FALLBACK = "fallback", "Fall back to the next step"
+
+
+class FallbackChain(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    slug = models.SlugField(max_length=100, unique=True, help_text="The model name API callers use.")
+    description = models.TextField(blank=True)
+    is_default = models.BooleanField(default=False)
+    default_retries = models.PositiveSmallIntegerField(
+        default=1,
+        validators=[MaxValueValidator(10)],
+        help_text="Retries per step after its first attempt (a step may override).",
+    )
+    backoff_base_s = models.FloatField(
+        "backoff base (s)", default=0.5, validators=[MinValueValidator(0), MaxValueValidator(60)]
+    )
+    backoff_cap_s = models.FloatField(
+        "backoff cap (s)", default=8.0, validators=[MinValueValidator(0), MaxValueValidator(300)]
+    )
+    step_timeout_s = models.FloatField(
+        "step timeout (s)",
+        default=30.0,
+        validators=[MinValueValidator(0.1), MaxValueValidator(600)],
+        help_text="Read timeout of one attempt (a step may override).",
+    )
+    first_token_timeout_s = models.FloatField(
+        "first-token timeout (s)",
+        default=15.0,
+        validators=[MinValueValidator(0.1), MaxValueValidator(600)],
+        help_text="Streams: longest wait for the first token before falling back.",
+    )
+    max_retry_after_s = models.FloatField(
+        "Retry-After cap (s)",
+        default=30.0,
+        validators=[MinValueValidator(0), MaxValueValidator(600)],
+        help_text="Longest Retry-After the chain will wait when no step is left.",
+    )
+    deadline_s = models.FloatField(
+        "overall deadline (s)",
+        default=60.0,
+        validators=[MinValueValidator(0.5), MaxValueValidator(3600)],
+        help_text="Hard bound on one request, every retry and fallback included.",
+    )
+    max_attempts = models.PositiveSmallIntegerField(
+        default=6,
+        validators=[MinValueValidator(1), MaxValueValidator(50)],
+        help_text="Hard cap on upstream calls for one request.",
+    )
+    content_filter_policy = models.CharField(
+        max_length=16, choices=ContentFilterPolicy.choices, default=ContentFilterPolicy.STOP
+    )
+    daily_budget_usd = models.DecimalField(
+        max_digits=12, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(Decimal(0))]
+    )
+    monthly_budget_usd = models.DecimalField(
+        max_digits=12, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(Decimal(0))]
+    )
+    cache_ttl_s = models.PositiveIntegerField(
+        "cache TTL (s)", null=True, blank=True, help_text="Blank: responses are not cached."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"],
+                condition=models.Q(is_default=True),
+                name="fallbackchain_single_default",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        super().clean()
+        if self.backoff_cap_s < self.backoff_base_s:
+            raise ValidationError({"backoff_cap_s": "The backoff cap must be at least the base."})
+
+
+class ChainStep(models.Model):
+    chain = models.ForeignKey(FallbackChain, on_delete=models.CASCADE, related_name="steps")
+    position = models.PositiveIntegerField(default=0, db_index=True)
+    provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="steps")
+    model = models.CharField(max_length=200)
+    enabled = models.BooleanField(default=True)
+    retries = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MaxValueValidator(10)], help_text="Blank: the chain's."
+    )
+    timeout_s = models.FloatField(
+        "timeout (s)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.1), MaxValueValidator(600)],
+        help_text="Blank: the chain's.",
+    )
+    delay_s = models.FloatField(
+        "backoff base (s)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0), MaxValueValidator(60)],
+        help_text="Blank: the chain's.",
+    )
+
+    class Meta:
+        ordering = ["chain", "position", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.position + 1}. {self.provider} / {self.model}"
+
+    def clean(self) -> None:
+        super().clean()
+        if not (self.model or "").strip():
+            raise ValidationError({"model": "A step needs a model name."})
+        self.model = self.model.strip()
+        if self.enabled and self.provider_id and not self.provider.enabled:
+            raise ValidationError(
+                {"provider": f"Provider “{self.provider}” is disabled: enable it or disable this step."}
+            )

@@ -1,0 +1,149 @@
+"""The ledger: one Completion per request, one Attempt per upstream call.
+
+Every dashboard reads these. Rows are written by the write-behind recorder
+(providers.services.recorder), so ids are made here, client-side, before any insert:
+an Attempt can land before its Completion's final row and still point at it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from providers.engine.types import FailureClass
+
+
+def new_request_id() -> uuid.UUID:
+    """A UUIDv7: time-ordered, so inserts stay at the end of the index."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76
+    value |= ((rand >> 62) & 0xFFF) << 64
+    value |= 0b10 << 62
+    value |= rand & ((1 << 62) - 1)
+    return uuid.UUID(int=value)
+
+
+class Source(models.TextChoices):
+    PLAYGROUND = "playground"
+    API = "api"
+    BATCH = "batch"
+    PROBE = "probe"
+
+
+class CompletionOutcome(models.TextChoices):
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"  # every step failed, or a stop-class error
+    BUDGET_BLOCKED = "budget_blocked"
+    CACHE_HIT = "cache_hit"
+    STREAM_INTERRUPTED = "stream_interrupted"
+    CANCELLED = "cancelled"
+
+
+AttemptOutcome = models.TextChoices(
+    "AttemptOutcome", [("SUCCESS", "success")] + [(c.name, c.value) for c in FailureClass]
+)
+
+_MONEY = {"max_digits": 16, "decimal_places": 10}
+
+
+class Completion(models.Model):
+    id = models.UUIDField(primary_key=True, default=new_request_id, editable=False)
+    created_at = models.DateTimeField(db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    chain = models.ForeignKey(
+        "providers.FallbackChain", null=True, blank=True, on_delete=models.SET_NULL, db_constraint=False
+    )
+    chain_slug = models.CharField(max_length=100, blank=True)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, db_constraint=False
+    )
+    gateway_key_prefix = models.CharField(max_length=32, blank=True, db_index=True)
+    stream = models.BooleanField(default=False)
+    outcome = models.CharField(max_length=24, choices=CompletionOutcome.choices)
+    error_class = models.CharField(max_length=24, blank=True)
+    error_message = models.TextField(blank=True)
+    answered_provider = models.ForeignKey(
+        "providers.Provider",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_constraint=False,
+    )
+    answered_model = models.CharField(max_length=200, blank=True)
+    answered_step = models.PositiveIntegerField(null=True, blank=True)
+    fallback_used = models.BooleanField(default=False)
+    attempt_count = models.PositiveIntegerField(default=0)
+    latency_ms = models.FloatField(null=True, blank=True)
+    ttft_ms = models.FloatField(null=True, blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cached_tokens = models.PositiveIntegerField(default=0)
+    reasoning_tokens = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(default=0, **_MONEY)
+    unpriced = models.BooleanField(default=False)
+    injected = models.BooleanField(default=False, help_text="Faults were injected (playground).")
+    retry_after_s = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["chain", "created_at"], name="completion_chain_time"),
+            models.Index(fields=["outcome", "created_at"], name="completion_outcome_time"),
+            models.Index(fields=["source", "created_at"], name="completion_source_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.outcome}"
+
+
+class Attempt(models.Model):
+    completion = models.ForeignKey(
+        Completion, on_delete=models.CASCADE, related_name="attempts", db_constraint=False
+    )
+    started_at = models.DateTimeField(db_index=True)
+    # Copied from the completion so dashboards filter attempts without a join.
+    chain = models.ForeignKey(
+        "providers.FallbackChain", null=True, blank=True, on_delete=models.SET_NULL, db_constraint=False
+    )
+    source = models.CharField(max_length=16, choices=Source.choices)
+    step_position = models.PositiveIntegerField()
+    provider = models.ForeignKey(
+        "providers.Provider", null=True, blank=True, on_delete=models.SET_NULL, db_constraint=False
+    )
+    provider_name = models.CharField(max_length=100)
+    provider_kind = models.CharField(max_length=32)
+    model = models.CharField(max_length=200)
+    retry_index = models.PositiveSmallIntegerField(default=0)
+    outcome = models.CharField(max_length=24, choices=AttemptOutcome.choices)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    retry_after_s = models.FloatField(null=True, blank=True)
+    latency_ms = models.FloatField()
+    ttft_ms = models.FloatField(null=True, blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cached_tokens = models.PositiveIntegerField(default=0)
+    reasoning_tokens = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(null=True, blank=True, **_MONEY)
+    unpriced = models.BooleanField(default=False)
+    error_message = models.TextField(blank=True)
+    injected = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["started_at", "id"]
+        indexes = [
+            models.Index(fields=["chain", "started_at"], name="attempt_chain_time"),
+            models.Index(fields=["provider", "started_at"], name="attempt_provider_time"),
+            models.Index(fields=["outcome", "started_at"], name="attempt_outcome_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider_name}/{self.model} #{self.retry_index} {self.outcome}"
