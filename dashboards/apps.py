@@ -2,5 +2,5 @@ from django.apps import AppConfig
 
 
 class DashboardsConfig(AppConfig):
-    default_auto_field = 'django.db.models.BigAutoField'
-    name = 'dashboards'
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "dashboards"

@@ -2,5 +2,5 @@ from django.apps import AppConfig
 
 
 class GatewayConfig(AppConfig):
-    default_auto_field = 'django.db.models.BigAutoField'
-    name = 'gateway'
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "gateway"

@@ -41,7 +41,10 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         except UnsafeUpstreamURL as exc:
             raise httpcore.ConnectError(f"refused by RANA's upstream guard: {exc}") from exc
         return await self._inner.connect_tcp(
-            str(addresses[0]), port, timeout=timeout, local_address=local_address,
+            str(addresses[0]),
+            port,
+            timeout=timeout,
+            local_address=local_address,
             socket_options=socket_options,
         )
 

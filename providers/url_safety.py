@@ -74,8 +74,7 @@ def check_address(host: str, address: IPAddress, allowed_hosts: Iterable[str]) -
     if problem and not is_allowed_host(host, allowed_hosts):
         raise UnsafeUpstreamURL(
             "private_address",
-            f"host '{host}' is {problem} ({address}); list it in "
-            "RANA_ALLOWED_UPSTREAM_HOSTS to allow it",
+            f"host '{host}' is {problem} ({address}); list it in RANA_ALLOWED_UPSTREAM_HOSTS to allow it",
         )
 
 

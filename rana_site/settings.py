@@ -19,7 +19,7 @@ environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=True)
 
-_DEV_SECRET_KEY = "rana-dev-insecure-secret-key-change-me-for-production-use-only-000"
+_DEV_SECRET_KEY = "rana-dev-insecure-secret-key-change-me-for-production-use-only-000"  # noqa: S105 (dev only; refused when DEBUG=0)
 
 
 def _required(name: str, dev_default: str) -> str:
@@ -29,9 +29,7 @@ def _required(name: str, dev_default: str) -> str:
         return value
     if DEBUG:
         return dev_default
-    raise ImproperlyConfigured(
-        f"{name} must be set when DEBUG=0 (see .env.example for how to generate one)."
-    )
+    raise ImproperlyConfigured(f"{name} must be set when DEBUG=0 (see .env.example for how to generate one).")
 
 
 SECRET_KEY = _required("SECRET_KEY", _DEV_SECRET_KEY)
@@ -47,9 +45,7 @@ def _dev_fernet_key() -> str:
 # Comma-separated Fernet keys, newest first (MultiFernet): encrypt with the first,
 # decrypt with any. Separate from SECRET_KEY so either can be rotated alone.
 RANA_ENCRYPTION_KEYS = [
-    k.strip()
-    for k in _required("RANA_ENCRYPTION_KEYS", _dev_fernet_key()).split(",")
-    if k.strip()
+    k.strip() for k in _required("RANA_ENCRYPTION_KEYS", _dev_fernet_key()).split(",") if k.strip()
 ]
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])

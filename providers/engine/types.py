@@ -140,4 +140,3 @@ class Price:
     input_per_mtok: Decimal
     output_per_mtok: Decimal
     cached_input_per_mtok: Decimal | None = None
-

@@ -1,0 +1,1 @@
+"""The providers service layer: what every spoke calls."""

@@ -1,0 +1,87 @@
+"""Flatten a FallbackChain (ORM) into the engine's plain ChainPlan."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.utils import timezone
+
+from providers.engine.plan import ChainPlan, StepPlan, WorstCase, worst_case
+from providers.engine.types import Price, ProviderConfig
+from providers.models import ChainStep, FallbackChain, ModelPrice, Provider
+
+
+def provider_config(provider: Provider) -> ProviderConfig:
+    return ProviderConfig(
+        id=provider.pk,
+        name=provider.name,
+        kind=provider.kind,
+        base_url=provider.effective_base_url,
+        api_key=provider.get_api_key(),
+        options=dict(provider.options or {}),
+    )
+
+
+def price_lookup(kind: str, model: str, *, on: dt.date | None = None) -> ModelPrice | None:
+    """The price in effect on a date (today by default) for a provider kind and model."""
+    on = on or timezone.now().date()
+    return (
+        ModelPrice.objects.filter(provider_kind=kind, model=model, effective_from__lte=on)
+        .order_by("-effective_from")
+        .first()
+    )
+
+
+def _price(row: ModelPrice | None) -> Price | None:
+    if row is None:
+        return None
+    return Price(row.input_per_mtok, row.output_per_mtok, row.cached_input_per_mtok)
+
+
+def _step_plan(chain: FallbackChain, step: ChainStep, *, with_keys: bool) -> StepPlan:
+    price_row = price_lookup(step.provider.kind, step.model)
+    provider = step.provider
+    config = (
+        provider_config(provider)
+        if with_keys
+        else ProviderConfig(
+            id=provider.pk, name=provider.name, kind=provider.kind, base_url=provider.effective_base_url
+        )
+    )
+    return StepPlan(
+        position=step.position,
+        provider=config,
+        model=step.model,
+        retries=chain.default_retries if step.retries is None else step.retries,
+        timeout_s=chain.step_timeout_s if step.timeout_s is None else step.timeout_s,
+        backoff_base_s=chain.backoff_base_s if step.delay_s is None else step.delay_s,
+        price=_price(price_row),
+        context_window=price_row.context_window if price_row else None,
+    )
+
+
+def chain_plan_build(
+    *, chain: FallbackChain, steps: list[ChainStep] | None = None, with_keys: bool = True
+) -> ChainPlan:
+    """The engine's view of a chain: enabled steps of enabled providers, in order.
+
+    `steps` lets the admin compute a plan from unsaved inline rows.
+    """
+    if steps is None:
+        steps = list(chain.steps.select_related("provider").order_by("position", "id"))
+    usable = [s for s in steps if s.enabled and s.provider.enabled]
+    return ChainPlan(
+        slug=chain.slug,
+        chain_id=chain.pk,
+        steps=tuple(_step_plan(chain, s, with_keys=with_keys) for s in usable),
+        backoff_cap_s=chain.backoff_cap_s,
+        deadline_s=chain.deadline_s,
+        max_attempts=chain.max_attempts,
+        first_token_timeout_s=chain.first_token_timeout_s,
+        max_retry_after_s=chain.max_retry_after_s,
+        content_filter_fallback=chain.content_filter_policy == "fallback",
+    )
+
+
+def chain_worst_case(*, chain: FallbackChain, steps: list[ChainStep] | None = None) -> WorstCase:
+    return worst_case(chain_plan_build(chain=chain, steps=steps, with_keys=False))

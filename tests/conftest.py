@@ -1,0 +1,30 @@
+"""Shared fixtures: users, logged-in clients, a ready chain."""
+
+from __future__ import annotations
+
+import pytest
+
+from providers.models import ChainStep, FallbackChain, Provider, ProviderKind
+
+
+@pytest.fixture
+def admin_user(django_user_model):
+    return django_user_model.objects.create_superuser("admin", "admin@example.com", "correct-horse-9")
+
+
+@pytest.fixture
+def admin_client(client, admin_user):
+    client.force_login(admin_user)
+    return client
+
+
+@pytest.fixture
+def simulated_provider(db) -> Provider:
+    return Provider.objects.create(name="sim-fast", kind=ProviderKind.SIMULATED, options={"latency_ms": 0})
+
+
+@pytest.fixture
+def ready_chain(db, simulated_provider) -> FallbackChain:
+    chain = FallbackChain.objects.create(name="Demo", slug="demo", is_default=True)
+    ChainStep.objects.create(chain=chain, position=0, provider=simulated_provider, model="sim-small")
+    return chain
