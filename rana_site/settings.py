@@ -199,3 +199,7 @@ LOGGING = {
         "httpcore": {"level": "WARNING"},
     },
 }
+
+# Global spend limits in USD across every chain (optional).
+RANA_GLOBAL_DAILY_BUDGET_USD = env.str("RANA_GLOBAL_DAILY_BUDGET_USD", default="") or None
+RANA_GLOBAL_MONTHLY_BUDGET_USD = env.str("RANA_GLOBAL_MONTHLY_BUDGET_USD", default="") or None

@@ -1,0 +1,107 @@
+"""Chains for the request path: resolved and flattened once, cached per process.
+
+Plans hold decrypted keys, so they live only in this process's memory (never in a shared
+cache). A save of any provider, chain, step or price bumps a config version: the saving
+process drops its plans at once, other processes within RANA_CONFIG_RECHECK_S.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from django.core.cache import cache
+from django.db.models.signals import post_delete, post_save
+
+from providers.engine.plan import ChainPlan
+from providers.models import ChainStep, FallbackChain, ModelPrice, Provider
+from providers.services.plans import chain_plan_build
+
+_VERSION_KEY = "rana:config-version"
+RECHECK_S = 1.0
+
+
+class ChainNotFound(LookupError):
+    def __init__(self, slug: str | None) -> None:
+        self.slug = slug
+        super().__init__(
+            f"no chain named '{slug}'" if slug else "no default chain is configured (mark one as default)"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedChain:
+    chain_id: int
+    slug: str
+    plan: ChainPlan
+    cache_ttl_s: int | None
+    daily_budget_usd: object
+    monthly_budget_usd: object
+    updated_at: float
+
+
+_lock = threading.Lock()
+_plans: dict[str, LoadedChain] = {}
+_state = {"version": None, "checked_at": 0.0}
+
+
+def _current_version() -> int:
+    now = time.monotonic()
+    if now - _state["checked_at"] >= RECHECK_S:
+        version = cache.get(_VERSION_KEY, 0)
+        _state["checked_at"] = now
+        if version != _state["version"]:
+            with _lock:
+                _plans.clear()
+                _state["version"] = version
+    return _state["version"]
+
+
+def config_changed(**_kwargs) -> None:
+    try:
+        cache.incr(_VERSION_KEY)
+    except ValueError:
+        cache.set(_VERSION_KEY, 1, timeout=None)
+    with _lock:
+        _plans.clear()
+        _state["checked_at"] = 0.0
+
+
+def _load(slug: str | None) -> LoadedChain:
+    qs = FallbackChain.objects.all()
+    chain = qs.filter(slug=slug).first() if slug else qs.filter(is_default=True).first()
+    if chain is None:
+        raise ChainNotFound(slug)
+    return LoadedChain(
+        chain_id=chain.pk,
+        slug=chain.slug,
+        plan=chain_plan_build(chain=chain),
+        cache_ttl_s=chain.cache_ttl_s,
+        daily_budget_usd=chain.daily_budget_usd,
+        monthly_budget_usd=chain.monthly_budget_usd,
+        updated_at=chain.updated_at.timestamp(),
+    )
+
+
+def chain_load(slug: str | None) -> LoadedChain:
+    """The chain named `slug` (None: the default chain). Sync: call off the event loop on a miss."""
+    _current_version()
+    key = slug or ""
+    loaded = _plans.get(key)
+    if loaded is None:
+        loaded = _load(slug)
+        with _lock:
+            _plans[key] = loaded
+    return loaded
+
+
+def chain_cached(slug: str | None) -> LoadedChain | None:
+    """The cached chain, or None when it must be loaded from the database."""
+    _current_version()
+    return _plans.get(slug or "")
+
+
+for _model in (FallbackChain, ChainStep, Provider, ModelPrice):
+    post_save.connect(config_changed, sender=_model, dispatch_uid=f"rana-config-{_model.__name__}-save")
+    post_delete.connect(config_changed, sender=_model, dispatch_uid=f"rana-config-{_model.__name__}-del")

@@ -1,0 +1,252 @@
+"""complete() and stream(): the one path every prompt takes, from any spoke.
+
+Resolve the chain, validate the input, check the budget and the response cache, hand the
+engine a plain plan, record every attempt as it ends and the completion when it is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from asgiref.sync import async_to_sync, sync_to_async
+
+from providers.adapters import get_adapter
+from providers.engine.fallback import EngineDeps, run
+from providers.engine.plan import StepPlan
+from providers.engine.results import AllProvidersFailed, AttemptRecord, Cancelled, EngineResult
+from providers.engine.types import ChatParams, Message, ProviderError, Usage
+from providers.http_client import shared_client
+from providers.models import CompletionOutcome, FallbackChain
+from providers.models.ledger import new_request_id
+from providers.services import budget, response_cache
+from providers.services.chains import LoadedChain, chain_cached, chain_load
+from providers.services.inputs import messages_normalise, params_normalise
+from providers.services.ledger import Caller, RequestLedger
+from providers.signals import completion_recorded, fallback_happened
+
+log = logging.getLogger("rana.service")
+
+ChainRef = str | FallbackChain | None
+DEFAULT_CALLER = Caller()
+
+
+@dataclass(slots=True)
+class CompletionResult:
+    request_id: uuid.UUID
+    text: str
+    finish_reason: str | None
+    model: str
+    provider_name: str
+    answered_step: int | None
+    fallback_used: bool
+    attempts: list[AttemptRecord]
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: Decimal = Decimal(0)
+    unpriced: bool = False
+    cache_hit: bool = False
+    latency_ms: float = 0.0
+    chain_slug: str = ""
+
+
+async def chain_resolve(chain: ChainRef) -> LoadedChain:
+    slug = chain.slug if isinstance(chain, FallbackChain) else chain
+    return chain_cached(slug) or await sync_to_async(chain_load, thread_sensitive=False)(slug)
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A request ready for the engine, or already answered (budget block or cache hit)."""
+
+    loaded: LoadedChain
+    messages: tuple[Message, ...]
+    params: ChatParams
+    ledger: RequestLedger
+    cache_key: str | None = None
+    cached: response_cache.CachedAnswer | None = None
+
+
+async def prepare(
+    *,
+    chain: ChainRef,
+    messages: Sequence,
+    params: ChatParams | Mapping[str, Any] | None,
+    caller: Caller,
+    stream: bool,
+) -> Prepared:
+    """Validate, resolve the chain, check budget and cache. Raises InvalidRequest,
+    ChainNotFound or BudgetExceeded (the last recorded as a budget_blocked completion)."""
+    msgs = messages_normalise(messages)
+    chat_params = params_normalise(params)
+    loaded = await chain_resolve(chain)
+    ledger = RequestLedger(new_request_id(), loaded.chain_id, loaded.slug, caller, stream)
+    prepared = Prepared(loaded, msgs, chat_params, ledger)
+    if budget.has_budget(loaded.daily_budget_usd, loaded.monthly_budget_usd):
+        try:
+            await sync_to_async(budget.budget_check, thread_sensitive=False)(
+                chain_id=loaded.chain_id, daily=loaded.daily_budget_usd, monthly=loaded.monthly_budget_usd
+            )
+        except budget.BudgetExceeded as exc:
+            exc.request_id = ledger.request_id
+            await _finish(
+                ledger, CompletionOutcome.BUDGET_BLOCKED, error_class="budget_blocked", error_message=str(exc)
+            )
+            raise
+    if loaded.cache_ttl_s:
+        prepared.cache_key = response_cache.cache_key(loaded.chain_id, loaded.updated_at, msgs, chat_params)
+        prepared.cached = response_cache.cache_get(prepared.cache_key)
+    return prepared
+
+
+def engine_deps(ledger: RequestLedger, overrides: Mapping[str, Any] | None = None) -> EngineDeps:
+    def on_fallback(from_step: StepPlan, to_step: StepPlan, error: ProviderError) -> None:
+        fallback_happened.send_robust(
+            None,
+            request_id=ledger.request_id,
+            chain_slug=ledger.chain_slug,
+            from_step=from_step,
+            to_step=to_step,
+            error=error,
+        )
+
+    deps = {"adapter_for": get_adapter, "on_attempt": ledger.attempt, "on_fallback": on_fallback}
+    deps.update(overrides or {})
+    if "client" not in deps:
+        deps["client"] = shared_client()
+    return EngineDeps(**deps)
+
+
+async def _finish(ledger: RequestLedger, outcome: CompletionOutcome, **fields):
+    completion = ledger.finish(outcome, **fields)
+    if completion_recorded.has_listeners():
+        for receiver, result in await completion_recorded.asend_robust(
+            None, completion=completion, attempts=ledger.attempts
+        ):
+            if isinstance(result, Exception):
+                log.error("completion_recorded receiver %r failed: %s", receiver, result)
+    return completion
+
+
+def cache_hit_result(prepared: Prepared) -> CompletionResult:
+    hit = prepared.cached
+    return CompletionResult(
+        request_id=prepared.ledger.request_id,
+        text=hit.text,
+        finish_reason=hit.finish_reason,
+        model=hit.model,
+        provider_name=hit.provider_name,
+        answered_step=hit.answered_step,
+        fallback_used=False,
+        attempts=[],
+        usage=hit.usage or Usage(),
+        cache_hit=True,
+        latency_ms=prepared.ledger.elapsed_ms(),
+        chain_slug=prepared.loaded.slug,
+    )
+
+
+async def record_cache_hit(prepared: Prepared) -> CompletionResult:
+    result = cache_hit_result(prepared)
+    await _finish(
+        prepared.ledger,
+        CompletionOutcome.CACHE_HIT,
+        cost_usd=Decimal(0),
+        answered_provider_id=prepared.cached.provider_id,
+        answered_model=prepared.cached.model,
+        answered_step=prepared.cached.answered_step,
+    )
+    return result
+
+
+async def record_success(prepared: Prepared, result: EngineResult) -> CompletionResult:
+    ledger, loaded = prepared.ledger, prepared.loaded
+    await _finish(ledger, CompletionOutcome.SUCCESS)
+    answered = next(a for a in reversed(result.attempts) if a.ok)
+    if prepared.cache_key:
+        response_cache.cache_put(
+            prepared.cache_key,
+            loaded.cache_ttl_s,
+            result.response,
+            provider_id=answered.provider_id,
+            provider_name=answered.provider_name,
+            answered_step=result.answered_step,
+        )
+    await charge(prepared, result.cost_usd)
+    return CompletionResult(
+        request_id=ledger.request_id,
+        text=result.response.text,
+        finish_reason=result.response.finish_reason,
+        model=answered.model,
+        provider_name=answered.provider_name,
+        answered_step=result.answered_step,
+        fallback_used=result.fallback_used,
+        attempts=list(result.attempts),
+        usage=result.usage,
+        cost_usd=result.cost_usd,
+        unpriced=result.unpriced,
+        latency_ms=ledger.elapsed_ms(),
+        chain_slug=loaded.slug,
+    )
+
+
+async def charge(prepared: Prepared, cost: Decimal) -> None:
+    loaded = prepared.loaded
+    if cost and budget.has_budget(loaded.daily_budget_usd, loaded.monthly_budget_usd):
+        await sync_to_async(budget.budget_charge, thread_sensitive=False)(
+            chain_id=loaded.chain_id,
+            daily=loaded.daily_budget_usd,
+            monthly=loaded.monthly_budget_usd,
+            cost_usd=cost,
+        )
+
+
+async def record_failure(prepared: Prepared, exc: AllProvidersFailed | Cancelled) -> None:
+    exc.request_id = prepared.ledger.request_id
+    if isinstance(exc, Cancelled):
+        outcome = CompletionOutcome.CANCELLED
+    elif exc.failure_class == "stream_interrupted":
+        outcome = CompletionOutcome.STREAM_INTERRUPTED
+    else:
+        outcome = CompletionOutcome.FAILED
+    await _finish(
+        prepared.ledger,
+        outcome,
+        error_class=str(exc.failure_class),
+        error_message=str(exc)[:4000],
+        retry_after_s=getattr(exc, "retry_after_s", None),
+    )
+    await charge(prepared, sum((a.cost_usd for a in exc.attempts if a.cost_usd), Decimal(0)))
+
+
+async def complete(
+    *,
+    chain: ChainRef = None,
+    messages: Sequence,
+    params: ChatParams | Mapping[str, Any] | None = None,
+    caller: Caller = DEFAULT_CALLER,
+    overrides: Mapping[str, Any] | None = None,
+) -> CompletionResult:
+    """One prompt through a chain. Raises InvalidRequest, ChainNotFound, BudgetExceeded,
+    AllProvidersFailed or Cancelled; each error carries `request_id` once recorded.
+    `overrides` replace engine dependencies (adapter_for, clock, rng, ...) for this request."""
+    prepared = await prepare(chain=chain, messages=messages, params=params, caller=caller, stream=False)
+    if prepared.cached:
+        return await record_cache_hit(prepared)
+    deps = engine_deps(prepared.ledger, overrides)
+    try:
+        result = await run(prepared.loaded.plan, prepared.messages, prepared.params, deps)
+    except (AllProvidersFailed, Cancelled) as exc:
+        await record_failure(prepared, exc)
+        raise
+    except asyncio.CancelledError:
+        await record_failure(prepared, Cancelled("the caller went away", prepared.ledger.attempts))
+        raise
+    return await record_success(prepared, result)
+
+
+complete_sync = async_to_sync(complete)

@@ -1,0 +1,112 @@
+"""One request's ledger: turns engine records into Completion/Attempt rows as they happen."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from django.utils import timezone
+
+from providers.engine.results import AttemptRecord
+from providers.models import Attempt, Completion, CompletionOutcome
+from providers.services.recorder import get_recorder
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is asking: the source and the user or gateway key."""
+
+    source: str = "playground"
+    user_id: int | None = None
+    gateway_key_prefix: str = ""
+
+
+@dataclass(slots=True)
+class RequestLedger:
+    request_id: uuid.UUID
+    chain_id: int | None
+    chain_slug: str
+    caller: Caller
+    stream: bool
+    created_at: datetime = field(default_factory=timezone.now)
+    started: float = field(default_factory=time.perf_counter)
+    attempts: list[AttemptRecord] = field(default_factory=list)
+    injected: bool = False
+
+    def attempt(self, record: AttemptRecord) -> None:
+        """The engine's on_attempt hook: the row goes to the recorder at once."""
+        self.attempts.append(record)
+        self.injected = self.injected or record.injected
+        usage = record.usage
+        get_recorder().submit(
+            Attempt(
+                completion_id=self.request_id,
+                started_at=record.started_at,
+                chain_id=self.chain_id,
+                source=self.caller.source,
+                step_position=record.step_position,
+                provider_id=record.provider_id,
+                provider_name=record.provider_name,
+                provider_kind=record.provider_kind,
+                model=record.model,
+                retry_index=record.retry_index,
+                outcome=record.outcome,
+                http_status=record.http_status,
+                retry_after_s=record.retry_after_s,
+                latency_ms=record.latency_ms,
+                ttft_ms=record.ttft_ms,
+                input_tokens=usage.input_tokens if usage else 0,
+                output_tokens=usage.output_tokens if usage else 0,
+                cached_tokens=usage.cached_tokens if usage else 0,
+                reasoning_tokens=usage.reasoning_tokens if usage else 0,
+                cost_usd=record.cost_usd,
+                unpriced=record.unpriced,
+                error_message=record.error_message[:4000],
+                injected=record.injected,
+            )
+        )
+
+    def elapsed_ms(self) -> float:
+        return (time.perf_counter() - self.started) * 1000
+
+    def finish(self, outcome: CompletionOutcome, **fields) -> Completion:
+        """Write the completion row; totals come from the attempts unless given."""
+        usage_rows = [a.usage for a in self.attempts if a.usage]
+        cost = sum((a.cost_usd for a in self.attempts if a.cost_usd is not None), Decimal(0))
+        success = next((a for a in reversed(self.attempts) if a.ok), None)
+        first = self.attempts[0].step_position if self.attempts else None
+        values = {
+            "input_tokens": sum(u.input_tokens for u in usage_rows),
+            "output_tokens": sum(u.output_tokens for u in usage_rows),
+            "cached_tokens": sum(u.cached_tokens for u in usage_rows),
+            "reasoning_tokens": sum(u.reasoning_tokens for u in usage_rows),
+            "cost_usd": cost,
+            "unpriced": any(a.unpriced for a in self.attempts),
+            "attempt_count": sum(1 for a in self.attempts if a.outcome != "circuit_open"),
+            "answered_provider_id": success.provider_id if success else None,
+            "answered_model": success.model if success else "",
+            "answered_step": success.step_position if success else None,
+            "fallback_used": bool(success and success.step_position != first),
+            "ttft_ms": success.ttft_ms if success else None,
+        }
+        values.update(fields)
+        completion = Completion(
+            id=self.request_id,
+            created_at=self.created_at,
+            finished_at=timezone.now(),
+            chain_id=self.chain_id,
+            chain_slug=self.chain_slug,
+            source=self.caller.source,
+            user_id=self.caller.user_id,
+            gateway_key_prefix=self.caller.gateway_key_prefix,
+            stream=self.stream,
+            outcome=outcome,
+            latency_ms=round(self.elapsed_ms(), 3),
+            injected=self.injected,
+            **values,
+        )
+        get_recorder().submit(completion)
+        return completion

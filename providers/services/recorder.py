@@ -1,0 +1,173 @@
+"""The ledger writer: every attempt reaches the database within 100 ms of ending.
+
+In "buffered" mode (the default) rows go to a write-behind buffer: one daemon thread
+drains it and writes whatever has gathered in one transaction, at once when idle and in
+natural batches under load, so the request path never waits on the database. A graceful
+stop (SIGTERM, SIGINT, interpreter exit) flushes everything; a hard kill loses at most the
+rows of the last flush interval. "sync" mode writes at once on the caller's thread.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import queue
+import signal
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+
+from providers.models import Attempt, Completion
+
+log = logging.getLogger("rana.ledger")
+
+_COMPLETION_UPDATE_FIELDS = [
+    f.name for f in Completion._meta.concrete_fields if f.name not in ("id", "created_at")
+]
+
+
+def write_rows(rows: Iterable[Completion | Attempt]) -> None:
+    """Write one batch in one transaction: completions (upserted) first, then attempts."""
+    completions: dict = {}
+    attempts: list[Attempt] = []
+    for row in rows:
+        if isinstance(row, Completion):
+            completions[row.pk] = row  # the latest state of a completion wins
+        else:
+            attempts.append(row)
+    with transaction.atomic():
+        if completions:
+            Completion.objects.bulk_create(
+                list(completions.values()),
+                update_conflicts=True,
+                unique_fields=["id"],
+                update_fields=_COMPLETION_UPDATE_FIELDS,
+            )
+        if attempts:
+            Attempt.objects.bulk_create(attempts)
+
+
+class BufferedRecorder:
+    def __init__(self, *, interval_s: float = 0.05, max_batch: int = 2000) -> None:
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._interval_s = interval_s
+        self._max_batch = max_batch
+        self._pending = 0
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+
+    def submit(self, row: Completion | Attempt) -> None:
+        with self._lock:
+            self._pending += 1
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="rana-ledger", daemon=True)
+                self._thread.start()
+        self._queue.put(row)
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Block until every submitted row is written (or the timeout passes)."""
+        deadline = time.monotonic() + timeout_s
+        with self._idle:
+            while self._pending:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(left)
+        return True
+
+    def _take_batch(self) -> list:
+        batch = [self._queue.get()]
+        while len(batch) < self._max_batch:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _run(self) -> None:
+        while True:
+            batch = self._take_batch()
+            self._write_with_retry(batch)
+            with self._idle:
+                self._pending -= len(batch)
+                if not self._pending:
+                    self._idle.notify_all()
+
+    def _write_with_retry(self, batch: list) -> None:
+        for attempt in range(5):
+            try:
+                close_old_connections()
+                write_rows(batch)
+                return
+            except Exception:
+                log.exception("ledger write of %d rows failed (try %d of 5)", len(batch), attempt + 1)
+                connection.close()
+                time.sleep(min(self._interval_s * 2**attempt, 1.0))
+        log.error("ledger rows dropped after 5 failed writes: %d", len(batch))
+
+
+class SyncRecorder:
+    """Writes each row at once and waits (on a helper thread, so it is safe from async code)."""
+
+    def __init__(self) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rana-ledger-sync")
+
+    def submit(self, row: Completion | Attempt) -> None:
+        self._executor.submit(self._write, row).result()
+
+    @staticmethod
+    def _write(row: Completion | Attempt) -> None:
+        close_old_connections()
+        write_rows([row])
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        return True
+
+
+_recorder: BufferedRecorder | SyncRecorder | None = None
+_recorder_lock = threading.Lock()
+
+
+def get_recorder() -> BufferedRecorder | SyncRecorder:
+    global _recorder
+    if _recorder is None:
+        with _recorder_lock:
+            if _recorder is None:
+                if settings.RANA_LEDGER_MODE == "sync":
+                    _recorder = SyncRecorder()
+                else:
+                    _recorder = BufferedRecorder(interval_s=settings.RANA_LEDGER_FLUSH_MS / 1000)
+                    _install_shutdown_flush()
+    return _recorder
+
+
+def ledger_flush(timeout_s: float = 10.0) -> bool:
+    return _recorder.flush(timeout_s) if _recorder is not None else True
+
+
+def _install_shutdown_flush() -> None:
+    """Flush on interpreter exit and before the process's SIGTERM/SIGINT handling."""
+    atexit.register(ledger_flush)
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(signum)
+
+        def handler(sig, frame, previous=previous):
+            ledger_flush()
+            if callable(previous):
+                previous(sig, frame)
+            elif previous == signal.SIG_DFL:
+                signal.signal(sig, signal.SIG_DFL)
+                signal.raise_signal(sig)
+
+        try:
+            signal.signal(signum, handler)
+        except ValueError:  # not in the main thread of the main interpreter
+            return

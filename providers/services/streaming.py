@@ -1,0 +1,102 @@
+"""stream(): the streaming twin of complete(). Fallback is free until the first token.
+
+Budget, cache and chain errors are raised by stream() itself, before anything is sent, so
+a spoke can still answer with a proper status. Errors after that come out of iteration:
+AllProvidersFailed before the first token, StreamInterrupted after it. Closing the stream
+early closes the upstream and records the completion as cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+from providers.engine.fallback import run_stream
+from providers.engine.results import AllProvidersFailed, Cancelled, EngineError
+from providers.engine.types import ChatParams, StreamEvent
+from providers.services.completions import (
+    DEFAULT_CALLER,
+    ChainRef,
+    CompletionResult,
+    Prepared,
+    engine_deps,
+    prepare,
+    record_cache_hit,
+    record_failure,
+    record_success,
+)
+from providers.services.ledger import Caller
+
+
+class CompletionStream:
+    """Async iterator of StreamEvent; `result` is set once it ended cleanly."""
+
+    def __init__(self, prepared: Prepared, overrides: Mapping[str, Any] | None) -> None:
+        self.prepared = prepared
+        self.request_id = prepared.ledger.request_id
+        self.result: CompletionResult | None = None
+        self._overrides = overrides
+        self._finished = False
+        self._events = self._run()
+
+    def __aiter__(self) -> AsyncIterator[StreamEvent]:
+        return self._events
+
+    async def aclose(self) -> None:
+        await self._events.aclose()
+
+    async def _replay_cache(self) -> AsyncIterator[StreamEvent]:
+        hit = self.prepared.cached
+        words = hit.text.split(" ")
+        for i, word in enumerate(words):
+            yield StreamEvent(text=word if i == 0 else " " + word)
+        yield StreamEvent(finish_reason=hit.finish_reason, usage=hit.usage)
+        self.result = await record_cache_hit(self.prepared)
+
+    async def _run(self) -> AsyncIterator[StreamEvent]:
+        if self.prepared.cached:
+            async for event in self._replay_cache():
+                yield event
+            return
+        engine_stream = run_stream(
+            self.prepared.loaded.plan,
+            self.prepared.messages,
+            self.prepared.params,
+            engine_deps(self.prepared.ledger, self._overrides),
+        )
+        try:
+            async for event in engine_stream:
+                yield event
+        except EngineError as exc:
+            self._finished = True
+            await record_failure(self.prepared, exc)
+            raise
+        except (asyncio.CancelledError, GeneratorExit):
+            await self._cancel(engine_stream)
+            raise
+        self._finished = True
+        self.result = await record_success(self.prepared, engine_stream.result)
+
+    async def _cancel(self, engine_stream) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        await engine_stream.aclose()
+        await record_failure(self.prepared, Cancelled("the caller went away", self.prepared.ledger.attempts))
+
+
+async def stream(
+    *,
+    chain: ChainRef = None,
+    messages: Sequence,
+    params: ChatParams | Mapping[str, Any] | None = None,
+    caller: Caller = DEFAULT_CALLER,
+    overrides: Mapping[str, Any] | None = None,
+) -> CompletionStream:
+    """Start a streamed completion. Raises InvalidRequest, ChainNotFound or BudgetExceeded."""
+    prepared = await prepare(chain=chain, messages=messages, params=params, caller=caller, stream=True)
+    return CompletionStream(prepared, overrides)
+
+
+__all__ = ["AllProvidersFailed", "CompletionStream", "stream"]

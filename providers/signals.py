@@ -1,0 +1,9 @@
+"""Signals other apps may listen to. Receivers run after the fact and never break a request."""
+
+from django.dispatch import Signal
+
+# sender=None; kwargs: request_id, chain_slug, from_step, to_step, error (ProviderError)
+fallback_happened = Signal()
+
+# sender=None; kwargs: completion (providers.models.Completion, as recorded), attempts (list)
+completion_recorded = Signal()
