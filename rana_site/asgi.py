@@ -1,11 +1,4 @@
-"""
-ASGI config for rana_site project.
-
-It exposes the ASGI callable as a module-level variable named ``application``.
-
-For more information on this file, see
-https://docs.djangoproject.com/en/5.2/howto/deployment/asgi/
-"""
+"""ASGI entry point (served by granian in scripts/run)."""
 
 import os
 
@@ -14,3 +7,8 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rana_site.settings")
 
 application = get_asgi_application()
+
+# Start the ledger recorder now, on the main thread, so its flush-on-stop hooks are in place.
+from providers.services.recorder import get_recorder  # noqa: E402
+
+get_recorder()
