@@ -1,0 +1,44 @@
+"""Child process for the recorder's stop tests: submits attempt rows until it is stopped.
+
+Prints "<n> <monotonic time>" after each row is handed to the recorder, so the parent
+knows what was submitted and when.
+"""
+
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rana_site.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.utils import timezone  # noqa: E402
+
+from providers.models import Attempt  # noqa: E402
+from providers.models.ledger import new_request_id  # noqa: E402
+from providers.services.recorder import get_recorder  # noqa: E402
+
+recorder = get_recorder()
+completion_id = new_request_id()
+n = 0
+while True:
+    n += 1
+    recorder.submit(
+        Attempt(
+            completion_id=completion_id,
+            started_at=timezone.now(),
+            source="probe",
+            step_position=0,
+            provider_name="child",
+            provider_kind="simulated",
+            model=f"row-{n}",
+            outcome="success",
+            latency_ms=1.0,
+        )
+    )
+    print(n, time.monotonic(), flush=True)
+    time.sleep(0.002)
