@@ -88,7 +88,9 @@ def start_writer(tmp_path) -> tuple[subprocess.Popen, dict]:
         "RANA_LEDGER_MODE": "buffered",
         "DEBUG": "1",
     }
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120
+    )
     child = subprocess.Popen(
         [sys.executable, str(WRITER)], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
     )
