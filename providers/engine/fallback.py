@@ -1,0 +1,334 @@
+"""The fallback walk: try a chain's steps in order, retry, fall back, record every attempt.
+
+Pure Python: plain dataclasses in, an EngineResult (or one AllProvidersFailed) out. Time,
+randomness, adapters and every side effect (ledger, circuit breaker, signals) are injected
+through EngineDeps, so the whole walk runs under a FakeClock in tests.
+
+Decisions worth knowing (the failure-class table in DESIGN.md is the contract):
+
+* Cancellation: when the task running ``run`` (or iterating a stream) is cancelled, the
+  attempt in flight is recorded as ``cancelled`` through ``on_attempt`` and
+  ``asyncio.CancelledError`` propagates unchanged, so ``asyncio.timeout``, TaskGroups and
+  the ASGI server's disconnect handling keep working. ``on_outcome`` is not told about it.
+* A retry whose wait would end at or past the deadline is not made: the walk moves to the
+  next step at once, or, on the last step, fails with ``deadline_exceeded=True``.
+* A Retry-After longer than ``plan.max_retry_after_s`` is never waited for.
+* ``context_length`` skips later steps whose context window is known and smaller than the
+  largest known window that already overflowed; such skips make no attempt record.
+* Circuit-open steps are recorded as ``circuit_open`` attempts (no call, not counted against
+  ``max_attempts``, not reported to ``on_outcome``). ``AllProvidersFailed.failure_class`` is
+  the class of the last upstream call, so a trailing circuit-open skip does not hide why the
+  walk failed; it is ``circuit_open`` only when no call was made at all.
+* ``on_fallback(from_step, to_step, error)`` fires just before the first call to a later step
+  that follows a failed one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import httpx
+
+from .backoff import backoff_delay
+from .clock import SYSTEM_CLOCK, Clock
+from .cost import priced_attempt, totals
+from .plan import ChainPlan, StepPlan
+from .results import SUCCESS, AllProvidersFailed, AttemptRecord, EngineResult
+from .stream import EngineStream, open_stream, unexpected_error
+from .types import (
+    ChatParams,
+    ChatRequest,
+    ChatResponse,
+    FailureClass,
+    Message,
+    ProviderError,
+    Timeouts,
+    Usage,
+)
+
+if TYPE_CHECKING:
+    from providers.adapters.base import Adapter
+
+__all__ = ["EngineDeps", "EngineStream", "Walk", "run", "run_stream"]
+
+log = logging.getLogger("rana.engine")
+
+T = TypeVar("T")
+AttemptFn = Callable[["Adapter", ChatRequest], Awaitable[T]]
+
+RETRYABLE = frozenset(map(FailureClass, ("server_error", "timeout", "connection_error", "bad_response")))
+NOT_REPORTED = frozenset({FailureClass.CANCELLED.value, FailureClass.CIRCUIT_OPEN.value})
+
+
+@dataclass
+class EngineDeps:
+    adapter_for: Callable[[str], Adapter]  # provider kind -> adapter
+    client: httpx.AsyncClient | None = None  # passed through to adapters
+    clock: Clock = SYSTEM_CLOCK
+    rng: random.Random = field(default_factory=random.Random)
+    on_attempt: Callable[[AttemptRecord], None] | None = None
+    on_fallback: Callable[[StepPlan, StepPlan, ProviderError], None] | None = None
+    is_circuit_open: Callable[[StepPlan], bool] | None = None
+    on_outcome: Callable[[StepPlan, str], None] | None = None
+
+
+@dataclass(slots=True)
+class Won(Generic[T]):
+    """The attempt that answered, before its success is recorded."""
+
+    step: StepPlan
+    retry_index: int
+    value: T
+    started_at: datetime
+    t0: float
+
+
+async def run(
+    plan: ChainPlan, messages: tuple[Message, ...], params: ChatParams, deps: EngineDeps
+) -> EngineResult:
+    """One non-streaming request through the chain. Raises AllProvidersFailed."""
+    walk = Walk(plan, messages, params, deps)
+
+    def complete(adapter: Adapter, request: ChatRequest) -> Awaitable[ChatResponse]:
+        return adapter.complete(request, deps.client)  # type: ignore[arg-type]
+
+    won = await walk.walk(complete)
+    response = won.value
+    walk.record(won.step, won.retry_index, SUCCESS, won.started_at, won.t0, usage=response.usage)
+    return walk.result(response, won.step)
+
+
+def run_stream(
+    plan: ChainPlan, messages: tuple[Message, ...], params: ChatParams, deps: EngineDeps
+) -> EngineStream:
+    """One streaming request; nothing happens until the stream is iterated."""
+    walk = Walk(plan, messages, params, deps)
+
+    def open_(adapter: Adapter, request: ChatRequest) -> Awaitable[Any]:
+        return open_stream(adapter, request, deps.client, deps.clock)
+
+    return EngineStream(walk, open_)
+
+
+class Walk:
+    """The state of one request's walk down the chain."""
+
+    def __init__(
+        self, plan: ChainPlan, messages: tuple[Message, ...], params: ChatParams, deps: EngineDeps
+    ) -> None:
+        self.plan, self.messages, self.params, self.deps = plan, messages, params, deps
+        self.attempts: list[AttemptRecord] = []
+        self.calls = 0
+        self._start = deps.clock.monotonic()  # reset when the walk starts
+        self._last_error: ProviderError | None = None
+        self._pending_fallback: tuple[StepPlan, ProviderError] | None = None
+        self._overflowed_window: int | None = None
+
+    def remaining(self) -> float:
+        return self.plan.deadline_s - (self.deps.clock.monotonic() - self._start)
+
+    # -- the walk ---------------------------------------------------------------------------
+
+    async def walk(self, attempt_fn: AttemptFn[T]) -> Won[T]:
+        self._start = self.deps.clock.monotonic()  # a stream's deadline runs from its first pull
+        steps = self.plan.steps
+        for index, step in enumerate(steps):
+            self._check_budget()
+            if self._too_small(step):
+                log.info("step %s skipped: context window %s too small", step.position, step.context_window)
+                continue
+            if self.deps.is_circuit_open is not None and self._hook("is_circuit_open", step):
+                now = self.deps.clock.now()
+                self.record(step, 0, FailureClass.CIRCUIT_OPEN, now, self._now(), message="circuit open")
+                continue
+            more = any(not self._too_small(later) for later in steps[index + 1 :])
+            won = await self._walk_step(step, attempt_fn, more_steps=more)
+            if won is not None:
+                return won
+        raise self._exhausted()
+
+    async def _walk_step(
+        self, step: StepPlan, attempt_fn: AttemptFn[T], *, more_steps: bool
+    ) -> Won[T] | None:
+        for retry in range(step.retries + 1):
+            self._check_budget()
+            self._announce_fallback(step)
+            try:
+                return await self._attempt(step, retry, attempt_fn)
+            except ProviderError as error:
+                self._last_error = error
+                delay = self._after_failure(step, retry, error, more_steps=more_steps)
+                if delay is None:
+                    self._pending_fallback = (step, error)
+                    return None
+            await self.deps.clock.sleep(delay)
+        return None  # pragma: no cover - the last retry always returns or moves on above
+
+    def _after_failure(
+        self, step: StepPlan, retry: int, error: ProviderError, *, more_steps: bool
+    ) -> float | None:
+        """Seconds to wait before retrying this step; None to move on; raises to stop."""
+        failure = error.failure_class
+        if failure is FailureClass.INVALID_REQUEST:
+            raise self._fail(failure)
+        if failure is FailureClass.CONTENT_FILTER:
+            if self.plan.content_filter_fallback:
+                return None
+            raise self._fail(failure)
+        if failure is FailureClass.CONTEXT_LENGTH:
+            if step.context_window is not None:
+                self._overflowed_window = max(self._overflowed_window or 0, step.context_window)
+            return None
+        if failure is FailureClass.RATE_LIMITED:
+            return self._after_rate_limit(step, retry, error, more_steps=more_steps)
+        if failure not in RETRYABLE or retry >= step.retries:
+            return None
+        if error.retry_after_s is not None and error.retry_after_s > self.plan.max_retry_after_s:
+            return None
+        delay = self._backoff(step, retry, error.retry_after_s)
+        if delay < self.remaining():
+            return delay
+        if more_steps:
+            return None
+        raise self._fail(FailureClass.TIMEOUT, deadline=True)
+
+    def _after_rate_limit(
+        self, step: StepPlan, retry: int, error: ProviderError, *, more_steps: bool
+    ) -> float | None:
+        if more_steps or retry >= step.retries:
+            return None  # the next step at once, or the end of the walk (Retry-After passed on)
+        wait = error.retry_after_s if error.retry_after_s is not None else self._backoff(step, retry, None)
+        if wait <= self.plan.max_retry_after_s and wait < self.remaining():
+            return wait
+        raise self._fail(FailureClass.RATE_LIMITED)
+
+    def _backoff(self, step: StepPlan, retry: int, retry_after_s: float | None) -> float:
+        return backoff_delay(
+            retry,
+            base_s=step.backoff_base_s,
+            cap_s=self.plan.backoff_cap_s,
+            rng=self.deps.rng,
+            retry_after_s=retry_after_s,
+        )
+
+    # -- one attempt ------------------------------------------------------------------------
+
+    async def _attempt(self, step: StepPlan, retry: int, attempt_fn: AttemptFn[T]) -> Won[T]:
+        remaining = self.remaining()
+        request = ChatRequest(
+            provider=step.provider,
+            model=step.model,
+            messages=self.messages,
+            params=self.params,
+            timeouts=Timeouts(
+                connect_s=min(self.plan.connect_timeout_s, remaining),
+                read_s=min(step.timeout_s, remaining),
+                first_token_s=min(self.plan.first_token_timeout_s, remaining),
+            ),
+        )
+        started_at, t0 = self.deps.clock.now(), self._now()
+        self.calls += 1
+        try:
+            async with asyncio.timeout(remaining):
+                value = await attempt_fn(self.deps.adapter_for(step.provider.kind), request)
+        except asyncio.CancelledError:
+            self.record(step, retry, FailureClass.CANCELLED, started_at, t0, message="the caller went away")
+            raise
+        except ProviderError as error:
+            failure = error
+        except TimeoutError:
+            failure = ProviderError(FailureClass.TIMEOUT, f"no answer within the {remaining:.2f}s left")
+        except Exception as exc:
+            log.exception("adapter for %s raised an unexpected error", step.provider.kind)
+            failure = unexpected_error(exc)
+        else:
+            return Won(step, retry, value, started_at, t0)
+        self.record(step, retry, failure.failure_class, started_at, t0, error=failure)
+        raise failure
+
+    def record(
+        self,
+        step: StepPlan,
+        retry: int,
+        outcome: str,
+        started_at: datetime,
+        t0: float,
+        *,
+        error: ProviderError | None = None,
+        usage: Usage | None = None,
+        ttft_ms: float | None = None,
+        message: str = "",
+    ) -> AttemptRecord:
+        """Record one attempt as it ends and tell the hooks (ledger first, then breaker)."""
+        latency_ms = max(0.0, (self._now() - t0) * 1000)
+        attempt = priced_attempt(
+            step,
+            retry,
+            outcome,
+            started_at,
+            latency_ms,
+            error=error,
+            usage=usage,
+            ttft_ms=ttft_ms,
+            message=message,
+        )
+        self.attempts.append(attempt)
+        self._hook("on_attempt", attempt)
+        if attempt.outcome not in NOT_REPORTED:
+            self._hook("on_outcome", step, attempt.outcome)
+        return attempt
+
+    def result(self, response: ChatResponse, step: StepPlan) -> EngineResult:
+        usage, cost, unpriced = totals(self.attempts)
+        return EngineResult(response, self.attempts, step.position, usage, cost, unpriced)
+
+    # -- limits, endings and hooks ------------------------------------------------------------
+
+    def _check_budget(self) -> None:
+        if self.remaining() <= 0:
+            raise self._fail(FailureClass.TIMEOUT, deadline=True)
+        if self.calls >= self.plan.max_attempts:
+            raise self._exhausted()
+
+    def _exhausted(self) -> AllProvidersFailed:
+        if self.remaining() <= 0:
+            return self._fail(FailureClass.TIMEOUT, deadline=True)
+        last = self._last_error.failure_class if self._last_error else FailureClass.CIRCUIT_OPEN
+        return self._fail(last)
+
+    def _fail(self, failure: FailureClass, *, deadline: bool = False) -> AllProvidersFailed:
+        retry_after = None
+        if failure is FailureClass.RATE_LIMITED and self._last_error is not None:
+            retry_after = self._last_error.retry_after_s
+        return AllProvidersFailed(
+            list(self.attempts), failure_class=failure, retry_after_s=retry_after, deadline_exceeded=deadline
+        )
+
+    def _too_small(self, step: StepPlan) -> bool:
+        limit = self._overflowed_window
+        return limit is not None and step.context_window is not None and step.context_window < limit
+
+    def _announce_fallback(self, step: StepPlan) -> None:
+        pending, self._pending_fallback = self._pending_fallback, None
+        if pending is not None and pending[0] is not step:
+            self._hook("on_fallback", pending[0], step, pending[1])
+
+    def _hook(self, name: str, *args: Any) -> Any:
+        """Call an optional hook; a hook that raises is logged and never breaks the request."""
+        hook = getattr(self.deps, name)
+        if hook is None:
+            return None
+        try:
+            return hook(*args)
+        except Exception:
+            log.exception("engine hook %s failed", name)
+            return None
+
+    def _now(self) -> float:
+        return self.deps.clock.monotonic()
