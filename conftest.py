@@ -1,9 +1,30 @@
-"""Test-run environment, set before Django starts (settings read it once)."""
+"""Test-run configuration.
+
+Environment defaults are for subprocesses the tests start (manage.py, servers); the same
+values are set on Django's settings directly, since pytest-django may read the settings
+before this file is imported.
+"""
 
 import os
 
-os.environ.setdefault("DEBUG", "1")
-os.environ.setdefault("RANA_ALLOWED_UPSTREAM_HOSTS", "127.0.0.1,localhost")
-os.environ.setdefault("RANA_LEDGER_MODE", "sync")
-os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "1")
-os.environ.setdefault("RANA_STATICFILES_STORAGE", "django.contrib.staticfiles.storage.StaticFilesStorage")
+TEST_ENV = {
+    "DEBUG": "1",
+    "RANA_ALLOWED_UPSTREAM_HOSTS": "127.0.0.1,localhost",
+    "RANA_LEDGER_MODE": "sync",
+    "CELERY_TASK_ALWAYS_EAGER": "1",
+    "RANA_STATICFILES_STORAGE": "django.contrib.staticfiles.storage.StaticFilesStorage",
+}
+for _name, _value in TEST_ENV.items():
+    os.environ.setdefault(_name, _value)
+
+
+def pytest_configure(config):
+    from django.conf import settings
+
+    settings.RANA_ALLOWED_UPSTREAM_HOSTS = os.environ["RANA_ALLOWED_UPSTREAM_HOSTS"].split(",")
+    settings.RANA_LEDGER_MODE = os.environ["RANA_LEDGER_MODE"]
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": os.environ["RANA_STATICFILES_STORAGE"]},
+    }
