@@ -1,1 +1,250 @@
-# Register your models here.
+"""The admin: providers (write-only keys), prices, chains (drag-and-drop steps), the ledger."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from adminsortable2.admin import SortableAdminBase, SortableTabularInline
+from django.contrib import admin, messages
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest
+
+from providers.admin_forms import ChainStepForm, ChainStepFormSet, FallbackChainAdminForm, ProviderAdminForm
+from providers.models import Attempt, ChainStep, Completion, FallbackChain, ModelPrice, Provider
+from providers.services.chain_rules import chain_default_claim, chain_steps_renumber
+from providers.services.plans import chain_worst_case
+
+admin.site.site_header = "RANA administration"
+admin.site.site_title = "RANA admin"
+admin.site.index_title = "Providers, chains and the ledger"
+
+
+@admin.register(Provider)
+class ProviderAdmin(admin.ModelAdmin):
+    form = ProviderAdminForm
+    list_display = [
+        "name",
+        "kind",
+        "effective_base_url",
+        "enabled",
+        "api_key_mask",
+        "key_source",
+        "updated_at",
+    ]
+    list_filter = ["kind", "enabled"]
+    search_fields = ["name"]
+    readonly_fields = ["api_key_mask", "key_source", "created_at", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["name", "kind", "base_url", "enabled"]}),
+        ("API key", {"fields": ["api_key", "clear_api_key", "api_key_mask", "key_source"]}),
+        ("Options", {"fields": ["options"]}),
+        ("History", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
+    ]
+
+    @admin.display(description="base URL")
+    def effective_base_url(self, obj: Provider) -> str:
+        return obj.effective_base_url or "—"
+
+    @admin.display(description="stored key")
+    def api_key_mask(self, obj: Provider) -> str:
+        return obj.api_key_mask
+
+    @admin.display(description="key source")
+    def key_source(self, obj: Provider) -> str:
+        return obj.api_key_source or ("admin" if obj.has_api_key else "—")
+
+
+@admin.register(ModelPrice)
+class ModelPriceAdmin(admin.ModelAdmin):
+    list_display = [
+        "provider_kind",
+        "model",
+        "effective_from",
+        "input_per_mtok",
+        "output_per_mtok",
+        "cached_input_per_mtok",
+        "context_window",
+    ]
+    list_filter = ["provider_kind", "effective_from"]
+    search_fields = ["model"]
+    date_hierarchy = "effective_from"
+
+
+class ChainStepInline(SortableTabularInline):
+    model = ChainStep
+    form = ChainStepForm
+    formset = ChainStepFormSet
+    ordering = ["position", "id"]  # adminsortable2 takes its sort field from ordering[0]
+    fields = ["provider", "model", "enabled", "retries", "timeout_s", "delay_s"]
+
+    def get_extra(self, request: HttpRequest, obj: FallbackChain | None = None, **kwargs: Any) -> int:
+        return 3 if obj is None else 1
+
+
+@admin.register(FallbackChain)
+class FallbackChainAdmin(SortableAdminBase, admin.ModelAdmin):
+    form = FallbackChainAdminForm
+    inlines = [ChainStepInline]
+    list_display = ["name", "slug", "is_default", "step_count", "max_attempts", "deadline_s", "updated_at"]
+    list_filter = ["is_default", "content_filter_policy"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+    readonly_fields = ["worst_case"]
+    fieldsets = [
+        (None, {"fields": ["name", "slug", "description", "is_default", "worst_case"]}),
+        (
+            "Retries and time limits",
+            {
+                "fields": [
+                    "default_retries",
+                    ("backoff_base_s", "backoff_cap_s"),
+                    ("step_timeout_s", "first_token_timeout_s"),
+                    "max_retry_after_s",
+                    ("deadline_s", "max_attempts"),
+                ]
+            },
+        ),
+        (
+            "Policy, budget and cache",
+            {"fields": ["content_filter_policy", ("daily_budget_usd", "monthly_budget_usd"), "cache_ttl_s"]},
+        ),
+    ]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[FallbackChain]:
+        return super().get_queryset(request).annotate(_step_count=Count("steps"))
+
+    @admin.display(description="steps", ordering="_step_count")
+    def step_count(self, obj: FallbackChain) -> int:
+        return obj._step_count
+
+    @admin.display(description="What this configuration implies")
+    def worst_case(self, obj: FallbackChain | None) -> str:
+        if obj is None or obj.pk is None:
+            return "Save the chain to see its worst case."
+        case = chain_worst_case(chain=obj)
+        if not case.upstream_calls:
+            return "No usable step: every request to this chain fails at once."
+        return (
+            f"Worst case per request: {case.upstream_calls} upstream calls, and up to "
+            f"{case.seconds:.1f} s before the caller gets an answer "
+            f"(every attempt timing out, with backoff; the overall deadline is {obj.deadline_s:g} s)."
+        )
+
+    def save_model(self, request: HttpRequest, obj: FallbackChain, form: Any, change: bool) -> None:
+        if obj.is_default:
+            for name in chain_default_claim(chain=obj):
+                self.message_user(request, f"“{name}” is no longer the default chain.", messages.INFO)
+        super().save_model(request, obj, form, change)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        chain_steps_renumber(chain=form.instance)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """The ledger is written by the fallback service only: view, filter, never edit."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class AttemptInline(admin.TabularInline):
+    model = Attempt
+    fields = [
+        "started_at",
+        "step_position",
+        "provider_name",
+        "model",
+        "retry_index",
+        "outcome",
+        "http_status",
+        "latency_ms",
+        "cost_usd",
+        "error_message",
+    ]
+    readonly_fields = fields
+    ordering = ["started_at", "id"]
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+def _search_ids(queryset: QuerySet, term: str, *, uuid_field: str, int_field: str | None = None) -> QuerySet:
+    """Exact id search: a UUID (with or without dashes) or, for attempts, a row number."""
+    term = term.strip()
+    try:
+        return queryset.filter(**{uuid_field: uuid.UUID(term)})
+    except ValueError:
+        pass
+    if int_field and term.isdigit():
+        return queryset.filter(**{int_field: int(term)})
+    return queryset.none()
+
+
+@admin.register(Completion)
+class CompletionAdmin(ReadOnlyAdmin):
+    inlines = [AttemptInline]
+    list_display = [
+        "created_at",
+        "id",
+        "chain_slug",
+        "source",
+        "outcome",
+        "answered_provider",
+        "answered_model",
+        "attempt_count",
+        "fallback_used",
+        "latency_ms",
+        "cost_usd",
+    ]
+    list_filter = ["outcome", "source", "chain", "answered_provider", "fallback_used", "created_at"]
+    list_select_related = ["answered_provider"]
+    date_hierarchy = "created_at"
+    search_fields = ["id"]
+    search_help_text = "A request id (UUID)."
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple:
+        if not search_term.strip():
+            return queryset, False
+        return _search_ids(queryset, search_term, uuid_field="pk"), False
+
+
+@admin.register(Attempt)
+class AttemptAdmin(ReadOnlyAdmin):
+    list_display = [
+        "started_at",
+        "completion_id",
+        "provider_name",
+        "model",
+        "step_position",
+        "retry_index",
+        "outcome",
+        "http_status",
+        "latency_ms",
+        "cost_usd",
+    ]
+    list_filter = ["outcome", "source", "chain", "provider", "started_at"]
+    date_hierarchy = "started_at"
+    search_fields = ["id"]
+    search_help_text = "A request id (UUID) or an attempt number."
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple:
+        if not search_term.strip():
+            return queryset, False
+        return _search_ids(queryset, search_term, uuid_field="completion_id", int_field="pk"), False
