@@ -7,3 +7,8 @@ fallback_happened = Signal()
 
 # sender=None; kwargs: completion (providers.models.Completion, as recorded), attempts (list)
 completion_recorded = Signal()
+
+# sender=None; kwargs: rows (list of the Completion and Attempt instances just written).
+# Sent by providers.services.recorder.write_rows once its transaction has committed, and only
+# when a receiver is connected (the dashboards' rollups listen). Receivers must not raise.
+ledger_rows_written = Signal()

@@ -22,6 +22,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 
 from providers.models import Attempt, Completion
+from providers.signals import ledger_rows_written
 
 log = logging.getLogger("rana.ledger")
 
@@ -49,6 +50,16 @@ def write_rows(rows: Iterable[Completion | Attempt]) -> None:
             )
         if attempts:
             Attempt.objects.bulk_create(attempts)
+        if ledger_rows_written.has_listeners():
+            written = [*completions.values(), *attempts]
+            transaction.on_commit(lambda: _announce(written))
+
+
+def _announce(rows: list[Completion | Attempt]) -> None:
+    """Tell listeners (the dashboards' rollups) which rows landed; their errors are only logged."""
+    for receiver, result in ledger_rows_written.send_robust(None, rows=rows):
+        if isinstance(result, Exception):
+            log.error("ledger_rows_written receiver %r failed: %r", receiver, result)
 
 
 class BufferedRecorder:
