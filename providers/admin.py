@@ -81,6 +81,12 @@ class ChainStepInline(SortableTabularInline):
     def get_extra(self, request: HttpRequest, obj: FallbackChain | None = None, **kwargs: Any) -> int:
         return 3 if obj is None else 1
 
+    def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name == "provider":  # providers are edited on their own page, not from a step row
+            field.widget.can_change_related = field.widget.can_delete_related = False
+        return field
+
 
 @admin.register(FallbackChain)
 class FallbackChainAdmin(SortableAdminBase, admin.ModelAdmin):
