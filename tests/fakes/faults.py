@@ -1,0 +1,177 @@
+"""What the fake upstream does with one request: a Fault (success is `Fault.ok()`).
+
+Every fault speaks the protocol of the endpoint it lands on (OpenAI, Anthropic, Gemini),
+so one script can be replayed against any adapter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+# Named provider errors, each rendered in the exact body of the protocol that is hit:
+ERROR_NAMES = (
+    "rate_limited",  # 429 (Gemini RESOURCE_EXHAUSTED)
+    "insufficient_quota",  # OpenAI 429 insufficient_quota, Anthropic 400 credit, Gemini 400 billing
+    "auth",  # 401 (Gemini: 400 API_KEY_INVALID); the message echoes the key it received
+    "permission",  # 403
+    "context_length",  # 400 prompt too long
+    "content_filter",  # OpenAI 400 policy; Anthropic 200 refusal; Gemini 200 blockReason
+    "server_error",  # 500
+    "overloaded",  # Anthropic 529; OpenAI / Gemini 503
+    "not_found",  # 404 unknown model
+    "bad_request",  # 400 other
+    "timeout",  # OpenAI 408; Anthropic / Gemini 504
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FakeUsage:
+    """Usage in normalised terms: input includes cached + cache_creation; output includes reasoning.
+
+    Each protocol renders it in its own wire shape, so an adapter that normalises right
+    reads back exactly these numbers.
+    """
+
+    input: int = 21
+    output: int = 7
+    cached: int = 0
+    reasoning: int = 0
+    cache_creation: int = 0  # Anthropic only
+
+
+DEFAULT_TEXT = "Hello from the fake upstream."
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    kind: str = "ok"
+    text: str | None = None  # None: DEFAULT_TEXT
+    pieces: tuple[str, ...] | None = None  # stream deltas (default: text split at spaces)
+    usage: FakeUsage = FakeUsage()
+    finish: str = "stop"  # normalised: stop | length | content_filter
+    error_name: str | None = None  # one of ERROR_NAMES
+    status_code: int | None = None  # overrides the error's status; the status of Fault.status
+    message: str | None = None  # overrides the error's message
+    body: bytes = b""
+    content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()
+    retry_delay: str | None = None  # Gemini RetryInfo.retryDelay, e.g. "13s"
+    after_chunks: int = 2  # content events sent before a stream fault
+    delay_s: float = 0.0  # ok: before answering; drip: between writes
+    chunk_size: int = 16  # drip: bytes per write
+
+    # --- success ----------------------------------------------------------------------
+    @classmethod
+    def ok(
+        cls,
+        text: str | None = None,
+        *,
+        usage: FakeUsage | None = None,
+        finish: str = "stop",
+        pieces: tuple[str, ...] | None = None,
+        delay_s: float = 0.0,
+    ) -> Fault:
+        return cls("ok", text=text, usage=usage or FakeUsage(), finish=finish, pieces=pieces, delay_s=delay_s)
+
+    @classmethod
+    def split_sse(cls, text: str | None = None) -> Fault:
+        """A success stream cut into tiny TCP writes, CRLF line ends, comments and keep-alives."""
+        return cls("split", text=text)
+
+    @classmethod
+    def drip(cls, *, delay_s: float = 0.005, chunk_size: int = 16) -> Fault:
+        """A success response written a few bytes at a time with a pause between writes."""
+        return cls("drip", delay_s=delay_s, chunk_size=chunk_size)
+
+    # --- HTTP errors ------------------------------------------------------------------
+    @classmethod
+    def error(
+        cls,
+        name: str,
+        *,
+        retry_after: str | None = None,
+        retry_after_ms: str | None = None,
+        retry_delay: str | None = None,
+        status: int | None = None,
+        message: str | None = None,
+    ) -> Fault:
+        """A named provider error; retry_delay ("13s") becomes Gemini's RetryInfo."""
+        if name not in ERROR_NAMES:
+            raise ValueError(f"unknown error {name!r}; choose from {ERROR_NAMES}")
+        headers = []
+        if retry_after is not None:
+            headers.append(("retry-after", retry_after))
+        if retry_after_ms is not None:
+            headers.append(("retry-after-ms", retry_after_ms))
+        return cls(
+            "error",
+            error_name=name,
+            status_code=status,
+            message=message,
+            headers=tuple(headers),
+            retry_delay=retry_delay,
+        )
+
+    @classmethod
+    def status(
+        cls,
+        code: int,
+        body: bytes | str = b"",
+        *,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+    ) -> Fault:
+        """Any status with a raw body."""
+        raw = body.encode() if isinstance(body, str) else body
+        return cls(
+            "status",
+            status_code=code,
+            body=raw,
+            content_type=content_type,
+            headers=tuple((headers or {}).items()),
+        )
+
+    @classmethod
+    def redirect(cls, location: str = "https://elsewhere.example/v1", code: int = 301) -> Fault:
+        return cls("status", status_code=code, headers=(("location", location),), content_type="text/plain")
+
+    @classmethod
+    def stream_error(cls, name: str, *, after_chunks: int = 1) -> Fault:
+        """A 200 stream whose content is followed by the protocol's in-stream error event."""
+        return replace(cls.error(name), kind="stream_error", after_chunks=after_chunks)
+
+    # --- broken bodies ----------------------------------------------------------------
+    @classmethod
+    def malformed_json(cls) -> Fault:
+        return cls("malformed")
+
+    @classmethod
+    def no_choices(cls) -> Fault:
+        """A 200 without choices (Anthropic: without content; Gemini: without candidates)."""
+        return cls("no_choices")
+
+    @classmethod
+    def empty_stream(cls) -> Fault:
+        """A well-framed stream, end marker included, that carries no text at all."""
+        return cls("empty_stream")
+
+    # --- transport faults -------------------------------------------------------------
+    @classmethod
+    def reset(cls, *, after_chunks: int = 2) -> Fault:
+        """Headers and part of the body, then a TCP reset (SO_LINGER 0)."""
+        return cls("reset", after_chunks=after_chunks)
+
+    @classmethod
+    def hang(cls) -> Fault:
+        """Read the request, never answer; the request's `disconnected` is set when the client leaves."""
+        return cls("hang")
+
+    @classmethod
+    def truncated_stream(cls, *, after_chunks: int = 2) -> Fault:
+        """Some content, then the connection is closed without any end marker."""
+        return cls("truncated", after_chunks=after_chunks)
+
+    @classmethod
+    def stalled_stream(cls, *, after_chunks: int = 2) -> Fault:
+        """Some content, then silence until the client disconnects."""
+        return cls("stalled", after_chunks=after_chunks)
