@@ -1,0 +1,214 @@
+"""Playground runs: create one, then execute it once through the providers service.
+
+Every prompt goes through providers.services.completions.complete or
+providers.services.streaming.stream with caller=Caller(source="playground", user_id=...);
+injected faults go in as an `adapter_for` override (providers.services.faults). A run is
+executed at most once: `run_claim` moves it from pending to running atomically.
+Every error ends in words on the run (`error_message`), never in an exception to the view.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from decimal import Decimal
+from typing import Any
+
+from django.utils import timezone
+
+from providers.engine.results import AllProvidersFailed, Cancelled, StreamInterrupted
+from providers.services.budget import BudgetExceeded
+from providers.services.chains import ChainNotFound
+from providers.services.completions import chain_resolve, complete
+from providers.services.faults import FaultSpec, StepOutOfRange, adapter_for_with_faults, fault_specs_bind
+from providers.services.inputs import InvalidRequest
+from providers.services.ledger import Caller
+from providers.services.streaming import stream
+
+from .models import PlaygroundRun, RunStatus
+
+log = logging.getLogger("rana.playground")
+
+CANCELLED_WORDS = "Stopped: the request was cancelled and the upstream call closed."
+
+
+def run_messages(*, parent: PlaygroundRun | None, system: str, message: str) -> list[dict[str, str]]:
+    """The conversation to send: the parent's thread and answer, then the new message."""
+    messages = [m for m in parent.messages if m["role"] != "system"] if parent else []
+    if parent is not None and parent.answer:
+        messages.append({"role": "assistant", "content": parent.answer})
+    head = [{"role": "system", "content": system}] if system.strip() else []
+    return [*head, *messages, {"role": "user", "content": message}]
+
+
+def run_create(
+    *,
+    user_id: int,
+    chain_slug: str,
+    messages: list[dict[str, str]],
+    params: Mapping[str, Any],
+    faults: list[FaultSpec] = (),  # type: ignore[assignment]
+    stream: bool = True,
+    parent: PlaygroundRun | None = None,
+    compare_group: uuid.UUID | None = None,
+) -> PlaygroundRun:
+    return PlaygroundRun.objects.create(
+        user_id=user_id,
+        parent=parent,
+        compare_group=compare_group,
+        chain_slug=chain_slug,
+        messages=messages,
+        params=dict(params),
+        faults=[spec.as_dict() for spec in faults],
+        stream=stream,
+    )
+
+
+def run_replay(*, run: PlaygroundRun) -> PlaygroundRun:
+    """A new pending run with the same chain, conversation, parameters and faults."""
+    return PlaygroundRun.objects.create(
+        user_id=run.user_id,
+        parent=run.parent,
+        chain_slug=run.chain_slug,
+        messages=run.messages,
+        params=run.params,
+        faults=run.faults,
+        stream=run.stream,
+    )
+
+
+async def run_claim(*, run_id: uuid.UUID, user_id: int) -> PlaygroundRun | None:
+    """The user's pending run, now marked running; None if absent, not theirs or already started."""
+    claimed = await PlaygroundRun.objects.filter(
+        pk=run_id, user_id=user_id, status=RunStatus.PENDING
+    ).aupdate(status=RunStatus.RUNNING)
+    if not claimed:
+        return None
+    return await PlaygroundRun.objects.aget(pk=run_id)
+
+
+async def _overrides(run: PlaygroundRun) -> dict[str, Any] | None:
+    if not run.faults:
+        return None
+    specs = [FaultSpec.from_dict(row) for row in run.faults]
+    plan = (await chain_resolve(run.chain_slug)).plan
+    return {"adapter_for": adapter_for_with_faults(fault_specs_bind(specs, plan))}
+
+
+def _caller(run: PlaygroundRun) -> Caller:
+    return Caller(source="playground", user_id=run.user_id)
+
+
+def _money(value: Decimal) -> str:
+    return f"${value.quantize(Decimal('0.01'))}"
+
+
+def error_words(exc: BaseException) -> tuple[str, str]:
+    """(run outcome, what to tell the user) for an error from the providers service."""
+    if isinstance(exc, InvalidRequest):
+        return "invalid", f"Invalid {exc.field}: {exc.message}."
+    if isinstance(exc, ChainNotFound):
+        return "invalid", f"Chain: {exc}."
+    if isinstance(exc, StepOutOfRange):
+        return "invalid", f"Fault injection: {exc}."
+    if isinstance(exc, BudgetExceeded):
+        hours = max(1, round(exc.retry_after_s / 3600))
+        return "budget_blocked", (
+            f"Budget reached: the {exc.scope} budget ({_money(exc.spent)} spent of {_money(exc.limit)}). "
+            f"No provider was called. It resets in about {hours} hour(s)."
+        )
+    if isinstance(exc, StreamInterrupted):
+        return "stream_interrupted", (
+            "The stream was interrupted after the first tokens, so no fallback was possible. "
+            "The partial answer is kept."
+        )
+    if isinstance(exc, AllProvidersFailed):
+        head = "The overall deadline passed" if exc.deadline_exceeded else "All providers failed"
+        return "failed", f"{head} (last failure: {exc.failure_class}). Every attempt is listed below."
+    if isinstance(exc, Cancelled | asyncio.CancelledError | GeneratorExit):
+        return "cancelled", CANCELLED_WORDS
+    return "error", "Something went wrong on the server. It was logged; please try again."
+
+
+async def run_finish(
+    run: PlaygroundRun, *, outcome: str, answer: str = "", error: str = "", completion_id: Any = None
+) -> PlaygroundRun:
+    run.status, run.outcome, run.answer, run.error_message = RunStatus.DONE, outcome, answer, error
+    run.completion_id = completion_id or run.completion_id
+    run.finished_at = timezone.now()
+    await PlaygroundRun.objects.filter(pk=run.pk).aupdate(
+        status=run.status,
+        outcome=outcome,
+        answer=answer,
+        error_message=error,
+        completion_id=run.completion_id,
+        finished_at=run.finished_at,
+    )
+    return run
+
+
+async def _finish_with_error(run: PlaygroundRun, exc: BaseException, answer: str = "") -> PlaygroundRun:
+    outcome, words = error_words(exc)
+    if outcome == "error":
+        log.error("playground run %s failed unexpectedly", run.pk, exc_info=exc)
+    return await run_finish(
+        run, outcome=outcome, answer=answer, error=words, completion_id=getattr(exc, "request_id", None)
+    )
+
+
+async def run_execute(run: PlaygroundRun) -> PlaygroundRun:
+    """Run a claimed run without streaming; the run is finished when this returns."""
+    try:
+        result = await complete(
+            chain=run.chain_slug,
+            messages=run.messages,
+            params=run.params,
+            caller=_caller(run),
+            overrides=await _overrides(run),
+        )
+    except asyncio.CancelledError as exc:
+        await _finish_with_error(run, exc)
+        raise
+    except Exception as exc:
+        return await _finish_with_error(run, exc)
+    outcome = "cache_hit" if result.cache_hit else "success"
+    return await run_finish(run, outcome=outcome, answer=result.text, completion_id=result.request_id)
+
+
+async def run_stream_tokens(run: PlaygroundRun) -> AsyncIterator[str]:
+    """Run a claimed run as a stream: yields text as it arrives; the run is finished at the end.
+
+    Closing the iterator early (or cancelling the task) closes the upstream; the service
+    records the completion as cancelled and the run says so.
+    """
+    try:
+        streamed = await stream(
+            chain=run.chain_slug,
+            messages=run.messages,
+            params=run.params,
+            caller=_caller(run),
+            overrides=await _overrides(run),
+        )
+    except Exception as exc:
+        await _finish_with_error(run, exc)
+        return
+    run.completion_id = streamed.request_id
+    parts: list[str] = []
+    try:
+        async for event in streamed:
+            if event.text:
+                parts.append(event.text)
+                yield event.text
+    except (asyncio.CancelledError, GeneratorExit) as exc:
+        await streamed.aclose()
+        await _finish_with_error(run, exc, "".join(parts))
+        raise
+    except Exception as exc:
+        await _finish_with_error(run, exc, "".join(parts))
+        return
+    finally:
+        await streamed.aclose()
+    outcome = "cache_hit" if streamed.result and streamed.result.cache_hit else "success"
+    await run_finish(run, outcome=outcome, answer="".join(parts), completion_id=streamed.request_id)

@@ -1,0 +1,122 @@
+/* RANA playground: stream answers over server-sent events, busy state, Stop.
+ *
+ * An answer element with data-stream-url is opened as an EventSource: "token" events carry
+ * JSON strings appended as text (never as HTML); "done" carries the finished answer's HTML
+ * (text, error, attempt timeline), which replaces the element. Stop closes every open
+ * EventSource and aborts pending htmx requests; the server notices the disconnect, closes
+ * the upstream and records the run as cancelled; the answer is then reloaded (it polls
+ * itself until the server has finished recording).
+ */
+(function () {
+  "use strict";
+
+  var streams = {};
+
+  function busyAnswers() {
+    return document.querySelectorAll(".pg-msg.assistant.is-busy");
+  }
+
+  function refreshBusy() {
+    var busy = busyAnswers().length > 0;
+    document.body.classList.toggle("pg-is-busy", busy);
+    document.querySelectorAll("[data-pg-stop]").forEach(function (b) { b.disabled = !busy; });
+    document.querySelectorAll("[data-pg-send]").forEach(function (b) { b.disabled = busy; });
+  }
+
+  function closeStream(el) {
+    var source = streams[el.id];
+    if (source) {
+      source.close();
+      delete streams[el.id];
+      return true;
+    }
+    return false;
+  }
+
+  function replaceWithHtml(el, html) {
+    var tpl = document.createElement("template");
+    tpl.innerHTML = html.trim();
+    var fresh = tpl.content.firstElementChild;
+    if (!fresh) return;
+    el.replaceWith(fresh);
+    htmx.process(fresh);
+    refreshBusy();
+  }
+
+  function reloadAnswer(el) {
+    if (!document.body.contains(el)) return;
+    htmx.ajax("GET", el.dataset.answerUrl, { target: el, swap: "outerHTML" });
+  }
+
+  function startStream(el) {
+    if (el.dataset.started) return;
+    el.dataset.started = "1";
+    var text = el.querySelector("[data-tokens]");
+    var label = el.querySelector(".pg-busy-label");
+    var source = new EventSource(el.dataset.streamUrl);
+    streams[el.id] = source;
+    source.addEventListener("token", function (event) {
+      if (!el.classList.contains("is-streaming")) {
+        el.classList.add("is-streaming");
+        if (label) label.textContent = "Streaming…";
+      }
+      text.textContent += JSON.parse(event.data);
+    });
+    source.addEventListener("done", function (event) {
+      closeStream(el);
+      replaceWithHtml(el, event.data);
+    });
+    source.onerror = function () {
+      if (closeStream(el)) reloadAnswer(el);
+    };
+    refreshBusy();
+  }
+
+  function stopAll() {
+    busyAnswers().forEach(function (el) {
+      var label = el.querySelector(".pg-busy-label");
+      if (label) label.textContent = "Stopping…";
+      if (!closeStream(el) && el.hasAttribute("data-pending-post")) {
+        htmx.trigger(el, "htmx:abort");
+      }
+      el.removeAttribute("data-stream-url");
+      reloadAnswer(el);
+    });
+  }
+
+  function scrollToBottom() {
+    var thread = document.getElementById("pg-thread");
+    var last = thread && thread.lastElementChild;
+    if (last) last.scrollIntoView({ block: "nearest" });
+  }
+
+  htmx.onLoad(function (root) {
+    var found = root.matches && root.matches("[data-stream-url]") ? [root] : [];
+    root.querySelectorAll && root.querySelectorAll("[data-stream-url]").forEach(function (el) { found.push(el); });
+    found.forEach(startStream);
+    refreshBusy();
+  });
+
+  document.addEventListener("click", function (event) {
+    if (event.target.closest("[data-pg-stop]")) stopAll();
+  });
+
+  document.addEventListener("keydown", function (event) {
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && event.target.name === "message") {
+      event.preventDefault();
+      var form = event.target.form;
+      if (form && !document.body.classList.contains("pg-is-busy")) form.requestSubmit();
+    }
+  });
+
+  document.addEventListener("htmx:afterRequest", function (event) {
+    var form = event.detail.elt;
+    if (form.id !== "pg-form" || !event.detail.successful) return;
+    if (event.detail.target && event.detail.target.id === "pg-thread") {
+      form.querySelector("[name=message]").value = "";
+      scrollToBottom();
+    }
+  });
+
+  document.addEventListener("htmx:afterSettle", refreshBusy);
+})();
