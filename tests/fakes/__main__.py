@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import threading
 
+from .faults import Fault
 from .upstream import FakeUpstream
 
 
@@ -13,8 +14,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="A fake OpenAI / Anthropic / Gemini upstream.")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--models", default="fake-model", help="comma-separated model names")
+    parser.add_argument(
+        "--fail-model", action="append", default=[], help="a model that always answers 503 (repeatable)"
+    )
     args = parser.parse_args()
     with FakeUpstream(models=args.models.split(","), port=args.port, record_limit=1000) as fake:
+        for model in args.fail_model:
+            fake.set_default(Fault.error("server_error"), model=model)
         print(f"fake upstream on {fake.base_url} (OpenAI kinds: {fake.base_url_for('openai')})", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
