@@ -200,6 +200,15 @@ LOGGING = {
     },
 }
 
+# OpenAI-compatible API (/v1/): the largest request body accepted (413 past it).
+RANA_API_MAX_BODY_BYTES = env.int("RANA_API_MAX_BODY_BYTES", default=8 * 1024 * 1024)
+
 # Global spend limits in USD across every chain (optional).
 RANA_GLOBAL_DAILY_BUDGET_USD = env.str("RANA_GLOBAL_DAILY_BUDGET_USD", default="") or None
 RANA_GLOBAL_MONTHLY_BUDGET_USD = env.str("RANA_GLOBAL_MONTHLY_BUDGET_USD", default="") or None
+
+# Circuit breaker (per process): consecutive transient failures that open a provider+model,
+# how long it stays open, and the cooldown after an auth or quota error.
+RANA_BREAKER_THRESHOLD = env.int("RANA_BREAKER_THRESHOLD", default=5)
+RANA_BREAKER_COOLDOWN_S = env.float("RANA_BREAKER_COOLDOWN_S", default=30.0)
+RANA_BREAKER_LONG_COOLDOWN_S = env.float("RANA_BREAKER_LONG_COOLDOWN_S", default=300.0)

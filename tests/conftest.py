@@ -28,3 +28,13 @@ def ready_chain(db, simulated_provider) -> FallbackChain:
     chain = FallbackChain.objects.create(name="Demo", slug="demo", is_default=True)
     ChainStep.objects.create(chain=chain, position=0, provider=simulated_provider, model="sim-small")
     return chain
+
+
+@pytest.fixture(autouse=True)
+def _fresh_circuit_breaker():
+    """Circuit state is per process: start every test with every circuit closed."""
+    from providers.services.breaker import get_breaker
+
+    get_breaker().reset()
+    yield
+    get_breaker().reset()

@@ -25,6 +25,7 @@ from providers.http_client import shared_client
 from providers.models import CompletionOutcome, FallbackChain
 from providers.models.ledger import new_request_id
 from providers.services import budget, response_cache
+from providers.services.breaker import get_breaker
 from providers.services.chains import LoadedChain, chain_cached, chain_load
 from providers.services.inputs import messages_normalise, params_normalise
 from providers.services.ledger import Caller, RequestLedger
@@ -114,7 +115,18 @@ def engine_deps(ledger: RequestLedger, overrides: Mapping[str, Any] | None = Non
             error=error,
         )
 
-    deps = {"adapter_for": get_adapter, "on_attempt": ledger.attempt, "on_fallback": on_fallback}
+    breaker = get_breaker()
+
+    def on_attempt(record: AttemptRecord) -> None:
+        ledger.attempt(record)
+        breaker.record(record)
+
+    deps = {
+        "adapter_for": get_adapter,
+        "on_attempt": on_attempt,
+        "on_fallback": on_fallback,
+        "is_circuit_open": breaker.is_open,
+    }
     deps.update(overrides or {})
     if "client" not in deps:
         deps["client"] = shared_client()
