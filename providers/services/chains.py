@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from django.core.cache import cache
 from django.db.models.signals import post_delete, post_save
+from django.utils import timezone
 
 from providers.engine.plan import ChainPlan
 from providers.models import ChainStep, FallbackChain, ModelPrice, Provider
@@ -46,10 +47,11 @@ _plans: dict[str, LoadedChain] = {}
 _state = {"version": None, "checked_at": 0.0}
 
 
-def _current_version() -> int:
+def _current_version() -> tuple:
     now = time.monotonic()
     if now - _state["checked_at"] >= RECHECK_S:
-        version = cache.get(_VERSION_KEY, 0)
+        # Plans carry the prices in effect today: a new day reloads them too.
+        version = (cache.get(_VERSION_KEY, 0), timezone.localdate())
         _state["checked_at"] = now
         if version != _state["version"]:
             with _lock:
