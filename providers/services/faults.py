@@ -42,7 +42,7 @@ AUTH_ERROR = "auth_error"
 STREAM_CUT = "stream_cut"
 
 FAULT_CHOICES = (
-    (RATE_LIMITED, "429 rate limited (with Retry-After)"),
+    (RATE_LIMITED, "429 rate limited"),
     (SERVER_ERROR, "503 server error"),
     (TIMEOUT, "timeout"),
     (AUTH_ERROR, "401 auth error"),
