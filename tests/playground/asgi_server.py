@@ -49,6 +49,26 @@ ChainStep.objects.create(chain=quick, position=0, provider=fast, model="sim-smal
 """
 
 
+def form_data(**overrides: str) -> dict:
+    """The playground form's fields, as the browser posts them."""
+    data = {
+        "chain": "two",
+        "system": "",
+        "message": "hello there playground",
+        "temperature": "",
+        "max_tokens": "",
+        "top_p": "",
+        "stop": "",
+        "stream": "on",
+        "fault-TOTAL_FORMS": "2",
+        "fault-INITIAL_FORMS": "0",
+        "fault-MIN_NUM_FORMS": "0",
+        "fault-MAX_NUM_FORMS": "4",
+    }
+    data.update(overrides)
+    return data
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -56,12 +76,15 @@ def free_port() -> int:
 
 
 class AsgiServer:
-    def __init__(self, *, tokens_per_s: float = 12, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, *, tokens_per_s: float = 12, extra_env: dict[str, str] | None = None, extra_seed: str = ""
+    ) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="rana-asgi-")
         self.db_path = Path(self._tmp.name) / "db.sqlite3"
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.tokens_per_s = tokens_per_s
+        self.extra_seed = extra_seed
         self.env = {
             **os.environ,
             "DATABASE_URL": f"sqlite:///{self.db_path}",
@@ -88,15 +111,15 @@ class AsgiServer:
     def start(self) -> AsgiServer:
         self.manage("migrate", "--noinput", "-v0")
         seed = SEED.format(username=USERNAME, password=PASSWORD, tokens_per_s=self.tokens_per_s)
-        self.manage("shell", "-c", seed)
-        log = self.log_path.open("wb")
+        self.manage("shell", "-c", seed + self.extra_seed)
+        self._log = self.log_path.open("wb")
         command = [str(VENV_BIN / "granian"), "--interface", "asgi", "--host", "127.0.0.1"]
         command += ["--port", str(self.port), "--workers", "1", "--log-level", "warning"]
         self._process = subprocess.Popen(
             [*command, "rana_site.asgi:application"],
             cwd=ROOT,
             env=self.env,
-            stdout=log,
+            stdout=self._log,
             stderr=subprocess.STDOUT,
         )
         self._wait_ready()
@@ -124,6 +147,7 @@ class AsgiServer:
                 self._process.kill()
                 self._process.wait()
             self._process = None
+            self._log.close()
         self._tmp.cleanup()
 
     def __enter__(self) -> AsgiServer:

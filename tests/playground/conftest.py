@@ -7,6 +7,9 @@ from django.core.cache import cache
 from django.test import Client
 
 from providers.models import ChainStep, FallbackChain, Provider
+from tests.playground.asgi_server import form_data
+
+__all__ = ["form_data"]
 
 
 @pytest.fixture(autouse=True)
@@ -51,22 +54,3 @@ def chains(db) -> tuple[FallbackChain, FallbackChain]:
     solo = FallbackChain.objects.create(name="Solo", slug="solo", default_retries=0, backoff_base_s=0)
     ChainStep.objects.create(chain=solo, position=0, provider=second, model="m2")
     return two, solo
-
-
-def form_data(**overrides) -> dict:
-    data = {
-        "chain": "two",
-        "system": "",
-        "message": "hello there playground",
-        "temperature": "",
-        "max_tokens": "",
-        "top_p": "",
-        "stop": "",
-        "stream": "on",
-        "fault-TOTAL_FORMS": "2",
-        "fault-INITIAL_FORMS": "0",
-        "fault-MIN_NUM_FORMS": "0",
-        "fault-MAX_NUM_FORMS": "4",
-    }
-    data.update(overrides)
-    return data

@@ -9,8 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.playground.asgi_server import AsgiServer, login
-from tests.playground.conftest import form_data
+from tests.playground.asgi_server import AsgiServer, form_data, login
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from playground.models import PlaygroundRun
 from providers.models import Completion, FallbackChain, Provider
-from tests.playground.conftest import form_data
+from tests.playground.asgi_server import form_data
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
