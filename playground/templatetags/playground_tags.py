@@ -6,6 +6,8 @@ from decimal import Decimal
 
 from django import template
 
+from providers.secrets import redact
+
 register = template.Library()
 
 FAILURE_TONES = {
@@ -30,9 +32,10 @@ def usd(value: Decimal | None, unpriced: bool = False) -> str:
     value = Decimal(value)
     if value == 0:
         return "$0"
-    places = 2 if abs(value) >= 1 else 6 if abs(value) >= Decimal("0.0001") else 10
-    text = f"{value:.{places}f}".rstrip("0")
-    return "$" + (text + "00" if text.endswith(".") else text)
+    if abs(value) >= 1:
+        return f"${value:,.2f}"
+    places = 6 if abs(value) >= Decimal("0.0001") else 10
+    return "$" + f"{value:.{places}f}".rstrip("0")
 
 
 @register.filter
@@ -51,3 +54,9 @@ def tone(outcome: str) -> str:
 @register.filter
 def step_label(position: int | None) -> str:
     return "—" if position is None else f"step {position + 1}"
+
+
+@register.filter
+def masked(text: str) -> str:
+    """Error text with anything shaped like a key masked (adapters mask theirs already)."""
+    return redact(text or "")
