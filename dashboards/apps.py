@@ -4,3 +4,10 @@ from django.apps import AppConfig
 class DashboardsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "dashboards"
+    verbose_name = "Reliability and cost dashboards"
+
+    def ready(self) -> None:
+        from dashboards.rollups.incremental import on_ledger_rows_written
+        from providers.signals import ledger_rows_written
+
+        ledger_rows_written.connect(on_ledger_rows_written, dispatch_uid="dashboards.rollups")

@@ -1,0 +1,15 @@
+"""Rollups: the ledger summed per UTC hour and UTC day, kept up to date three ways.
+
+- Incrementally: providers.services.recorder.write_rows sends ledger_rows_written after each
+  committed batch; dashboards.rollups.incremental adds the batch to the hour and day rows
+  (one upsert per rollup row touched, inside one transaction).
+- Periodically: dashboards.tasks.rollups_reconcile rebuilds the last few closed hours from
+  the ledger, repairing anything the receiver missed (a process killed between the ledger
+  commit and the rollup upsert, a completion rewritten after it was first recorded).
+- On demand: `manage.py rana_rollups --since 30d` (or --start/--end) rebuilds a range
+  idempotently; rana_synth_ledger builds them after generating a ledger.
+
+Readers (dashboards.selectors.query) never trust a rollup for a part of a range smaller than
+its bucket: a range is cut into whole UTC days, whole UTC hours and the raw ledger for the
+minutes at either end, so every figure equals the one computed from the raw ledger.
+"""
