@@ -1,0 +1,169 @@
+"""The one reader of the ledger and its rollups: sums per group and per time slot.
+
+ledger_sums() cuts the filtered range (for a time series, every slot of it: timeslots.plan)
+into whole UTC days, whole UTC hours and the leftover minutes (timegrid.cover), reads day and
+hour rollup rows for the first two and the raw ledger for the rest, and adds them up. Two
+queries at most, whatever the range; every figure equals a GROUP BY over the raw ledger.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
+
+from dashboards.rollups.specs import ATTEMPTS, COMPLETIONS, LedgerSpec, Row
+from dashboards.rollups.timegrid import DAY, HOUR, cover
+from dashboards.selectors.filters import Filters
+from dashboards.selectors.timeslots import SignedPiece, plan, series_edges
+from providers.models import Provider
+
+
+def dimension_filters(spec: LedgerSpec, f: Filters) -> dict[str, Any]:
+    wanted: dict[str, Any] = {}
+    if f.chain_id is not None:
+        wanted["chain_id"] = f.chain_id
+    if f.source:
+        wanted["source"] = f.source
+    if not f.include_injected:
+        wanted["injected"] = False
+    if spec is ATTEMPTS:
+        wanted |= {k: v for k, v in (("provider_name", f.provider), ("model", f.model)) if v}
+    else:
+        if f.provider:
+            wanted["answered_provider_id__in"] = list(
+                Provider.objects.filter(name=f.provider).values_list("id", flat=True)
+            )
+        if f.model:
+            wanted["answered_model"] = f.model
+    return wanted
+
+
+def _ranges_q(ranges: Sequence[tuple[str, dt.datetime, dt.datetime]], field: str, rollup: bool) -> Q | None:
+    """OR of [start, end) ranges on `field` (on rollups, each for its grain), merged where they touch."""
+    merged: list[list] = []
+    for kind, start, end in sorted(set(ranges)):
+        if merged and merged[-1][0] == kind and start <= merged[-1][2]:
+            merged[-1][2] = max(merged[-1][2], end)
+        else:
+            merged.append([kind, start, end])
+    q = None
+    for kind, start, end in merged:
+        part = Q(**{f"{field}__gte": start, f"{field}__lt": end}) & (Q(grain=kind) if rollup else Q())
+        q = part if q is None else q | part
+    return q
+
+
+class _Sums:
+    def __init__(self, spec: LedgerSpec, by: Sequence[str], histograms: bool) -> None:
+        self.spec, self.by, self.histograms = spec, tuple(by), histograms
+        self.rows: dict[tuple, Row] = {}
+
+    def add(self, slot: int, values: Row, sign: int = 1) -> None:
+        nulls = self.spec.dims
+        key = (slot, *(nulls[b] if values[b] is None else values[b] for b in self.by))
+        measures = self.spec.measures_of(values, self.histograms)
+        row = self.rows.get(key)
+        if row is None:
+            row = self.rows[key] = {"slot": slot, **dict(zip(self.by, key[1:], strict=True))}
+            row |= self.spec.empty_measures(self.histograms)
+        for name, value in measures.items():
+            row[name] += value if sign > 0 else -value
+
+    def result(self) -> list[Row]:
+        return [row for row in self.rows.values() if any(row[name] for name in self.spec.names(False))]
+
+
+def _grouped(rows: QuerySet, group: Sequence[str], aggregates: dict[str, Any]) -> list[Row]:
+    """GROUP BY `group` (no group: one row, unless nothing matched)."""
+    if group:
+        return list(rows.order_by().values(*group).annotate(**aggregates))
+    total = rows.order_by().aggregate(**aggregates)
+    return [total] if any(v for v in total.values()) else []
+
+
+def _totals(spec: LedgerSpec, f: Filters, by: Sequence[str], histograms: bool, wanted: dict) -> _Sums:
+    sums = _Sums(spec, by, histograms)
+    pieces = cover([f.start, f.end])
+    ranges = [(p.kind, p.start, p.end) for p in pieces if p.kind != "raw"]
+    if ranges:
+        rows = spec.rollup.objects.filter(_ranges_q(ranges, "bucket", rollup=True), **wanted)
+        for row in _grouped(rows, by, spec.rollup_aggregates(histograms)):
+            sums.add(0, row)
+    ranges = [(p.kind, p.start, p.end) for p in pieces if p.kind == "raw"]
+    if ranges:
+        rows = spec.raw_rows().filter(_ranges_q(ranges, spec.time_field, rollup=False), **wanted)
+        for row in _grouped(rows, by, spec.raw_aggregates(histograms)):
+            sums.add(0, row)
+    return sums
+
+
+def _bucket_slots(pieces: Sequence[SignedPiece]) -> dict[tuple[str, dt.datetime], list[tuple[int, int]]]:
+    """(grain, bucket) -> the (slot, sign) pairs it counts towards."""
+    slots: dict[tuple[str, dt.datetime], list[tuple[int, int]]] = {}
+    for piece in pieces:
+        step = DAY if piece.kind == "d" else HOUR
+        bucket = piece.start
+        while bucket < piece.end:
+            slots.setdefault((piece.kind, bucket), []).append((piece.slot, piece.sign))
+            bucket += step
+    return slots
+
+
+def _series(spec: LedgerSpec, f: Filters, by: Sequence[str], histograms: bool, wanted: dict) -> _Sums:
+    sums = _Sums(spec, by, histograms)
+    pieces = plan(series_edges(f))
+    rolled = [p for p in pieces if p.kind != "raw"]
+    if rolled:
+        slots = _bucket_slots(rolled)
+        where = _ranges_q([(p.kind, p.start, p.end) for p in rolled], "bucket", rollup=True)
+        rows = spec.rollup.objects.filter(where, **wanted)
+        for row in _grouped(rows, [*by, "grain", "bucket"], spec.rollup_aggregates(histograms)):
+            for slot, sign in slots.get((row["grain"], row["bucket"]), ()):
+                sums.add(slot, row, sign)
+    raw = sorted({(p.start, p.end) for p in pieces if p.kind == "raw"})
+    if raw:
+        field = spec.time_field
+        which = Case(
+            *(
+                When(**{f"{field}__gte": lo, f"{field}__lt": hi}, then=Value(i))
+                for i, (lo, hi) in enumerate(raw)
+            ),
+            output_field=IntegerField(),
+        )
+        where = _ranges_q([("raw", lo, hi) for lo, hi in raw], field, rollup=False)
+        rows = spec.raw_rows().filter(where, **wanted).annotate(raw_piece=which)
+        for row in _grouped(rows, [*by, "raw_piece"], spec.raw_aggregates(histograms)):
+            lo, hi = raw[row["raw_piece"]]
+            for piece in pieces:
+                if piece.kind == "raw" and (piece.start, piece.end) == (lo, hi):
+                    sums.add(piece.slot, row, piece.sign)
+    return sums
+
+
+def ledger_sums(
+    spec: LedgerSpec,
+    f: Filters,
+    by: Sequence[str] = (),
+    *,
+    series: bool = False,
+    histograms: bool = False,
+    where: dict[str, Any] | None = None,
+) -> list[Row]:
+    """Measures summed per value of `by` (and per time slot with series=True: key "slot").
+
+    `where` narrows further on dimensions the ledger and the rollups share (outcome, ...).
+    """
+    wanted = dimension_filters(spec, f) | (where or {})
+    summer = _series if series else _totals
+    return summer(spec, f, by, histograms, wanted).result()
+
+
+def attempt_sums(f: Filters, by: Sequence[str] = (), **kwargs: Any) -> list[Row]:
+    return ledger_sums(ATTEMPTS, f, by, **kwargs)
+
+
+def completion_sums(f: Filters, by: Sequence[str] = (), **kwargs: Any) -> list[Row]:
+    return ledger_sums(COMPLETIONS, f, by, **kwargs)

@@ -1,0 +1,85 @@
+"""The live provider status table: last success, last error, recent error rate.
+
+Independent of the page's time range: "recent" is the last 15 minutes, read from the raw
+ledger (a few thousand rows at most at a busy site); the last success and error come from
+the ProviderStatus rows the rollup upkeep maintains. Injected faults are left out unless the
+toggle is on. The circuit breaker does not exist yet: its column shows "—" (circuit = None).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.db.models import Count, Q
+
+from dashboards.models import ProviderStatus
+from dashboards.outcomes import NOT_COUNTED_IN_ERROR_RATE, SUCCESS
+from dashboards.selectors.reliability import pct
+from providers.models import Attempt, Provider
+
+RECENT = dt.timedelta(minutes=15)
+
+
+def _latest(notes: list[ProviderStatus]) -> dict:
+    out = {"last_success_at": None, "last_error_at": None, "last_error_class": "", "last_error_status": None}
+    out["last_error_message"] = ""
+    for note in notes:
+        if note.last_success_at and (
+            out["last_success_at"] is None or note.last_success_at > out["last_success_at"]
+        ):
+            out["last_success_at"] = note.last_success_at
+        if note.last_error_at and (out["last_error_at"] is None or note.last_error_at > out["last_error_at"]):
+            out["last_error_at"] = note.last_error_at
+            out["last_error_class"] = note.last_error_class
+            out["last_error_status"] = note.last_error_status
+            out["last_error_message"] = note.last_error_message
+    return out
+
+
+def _state(attempts: int, error_rate: float | None) -> str:
+    if not attempts:
+        return "idle"
+    if error_rate is not None and error_rate >= 50:
+        return "failing"
+    return "degraded" if error_rate is not None and error_rate >= 10 else "healthy"
+
+
+def provider_status(*, now: dt.datetime, include_injected: bool = False, provider: str = "") -> list[dict]:
+    providers = {p.name: p for p in Provider.objects.all()}
+    notes = (
+        ProviderStatus.objects.all() if include_injected else ProviderStatus.objects.filter(injected=False)
+    )
+    by_name: dict[str, list[ProviderStatus]] = {}
+    for note in notes:
+        by_name.setdefault(note.provider_name, []).append(note)
+    recent = Attempt.objects.filter(started_at__gte=now - RECENT, started_at__lt=now)
+    if not include_injected:
+        recent = recent.filter(injected=False)
+    counted = ~Q(outcome__in=NOT_COUNTED_IN_ERROR_RATE)
+    recent_counts = {
+        row["provider_name"]: row
+        for row in recent.order_by()
+        .values("provider_name")
+        .annotate(n=Count("id", filter=counted), errors=Count("id", filter=counted & ~Q(outcome=SUCCESS)))
+    }
+    rows = []
+    for name in sorted(set(providers) | set(by_name)):
+        if provider and name != provider:
+            continue
+        counts = recent_counts.get(name, {"n": 0, "errors": 0})
+        rate = pct(counts["errors"], counts["n"])
+        known = providers.get(name)
+        rows.append(
+            {
+                "name": name,
+                "kind": known.get_kind_display() if known else "",
+                "enabled": known.enabled if known else None,
+                **_latest(by_name.get(name, [])),
+                "recent_attempts": counts["n"],
+                "recent_errors": counts["errors"],
+                "recent_error_rate": rate,
+                "state": _state(counts["n"], rate),
+                "circuit": None,
+            }
+        )
+    return rows
