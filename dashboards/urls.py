@@ -3,4 +3,9 @@ from django.urls import path
 from . import views
 
 app_name = "dashboards"
-urlpatterns = [path("", views.index, name="index")]
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("cost/", views.cost, name="cost"),
+    path("status/", views.status, name="status"),
+    path("charts/<slug:name>/", views.chart, name="chart"),
+]

@@ -1,0 +1,114 @@
+"""Cost charts (JSON, CSV and table through charts.base.LedgerChartView)."""
+
+from __future__ import annotations
+
+from dashboards.charts.base import ChartData, LedgerChartView
+from dashboards.outcomes import OUTCOME_COLORS, outcome_label
+from dashboards.selectors.cost import failure_cost, fallback_premium, spend_by, spend_series, tokens_series
+from dashboards.selectors.filters import Filters
+
+
+class _SpendSeriesChart(LedgerChartView):
+    by = "provider_name"
+
+    def build(self, f: Filters) -> ChartData:
+        data = spend_series(f, self.by)
+        return ChartData(
+            labels=data["labels"],
+            keys=data["keys"],
+            label_title=f"slot start ({f.tz.key})",
+            series_names=data["names"],
+            data=[data["values"][name] for name in data["names"]],
+            unit="usd",
+            stacked=True,
+        )
+
+
+class SpendByProviderChart(_SpendSeriesChart):
+    name, title, by = "spend-by-provider", "Spend by provider", "provider_name"
+
+
+class SpendByModelChart(_SpendSeriesChart):
+    name, title, by = "spend-by-model", "Spend by model", "model"
+
+
+class TokensChart(LedgerChartView):
+    name, title = "tokens", "Tokens in, out and cached"
+
+    def build(self, f: Filters) -> ChartData:
+        data = tokens_series(f)
+        return ChartData(
+            labels=data["labels"],
+            keys=data["keys"],
+            label_title=f"slot start ({f.tz.key})",
+            series_names=["Input", "Output", "Cached input"],
+            data=[data["input_tokens"], data["output_tokens"], data["cached_tokens"]],
+            kind="line",
+            unit="tokens",
+            colors=["#2457c5", "#e0822c", "#2a9d8f"],
+            note="Cached input is part of input.",
+        )
+
+
+class FailureCostChart(LedgerChartView):
+    name, title = "failure-cost", "Time spent on failed attempts"
+
+    def build(self, f: Filters) -> ChartData:
+        data = failure_cost(f)
+        classes = sorted({c for row in data["rows"] for c in row["by_class"]})
+        return ChartData(
+            labels=data["providers"],
+            label_title="provider",
+            series_names=[outcome_label(c) for c in classes],
+            data=[[round(row["by_class"].get(c, 0.0), 3) for row in data["rows"]] for c in classes],
+            unit="s",
+            stacked=True,
+            horizontal=True,
+            colors=[OUTCOME_COLORS.get(c, "#999999") for c in classes],
+            note="Seconds of upstream time per failure class.",
+        )
+
+
+class FallbackPremiumChart(LedgerChartView):
+    name, title = "fallback-premium", "Answers from fallback steps: cost vs first step"
+
+    def build(self, f: Filters) -> ChartData:
+        rows = fallback_premium(f)
+        return ChartData(
+            labels=[r["name"] for r in rows],
+            label_title="chain",
+            series_names=["Actual cost", "Same tokens at the first step's price"],
+            data=[[r["cost_usd"] for r in rows], [r["first_step_cost_usd"] for r in rows]],
+            unit="usd",
+            colors=["#e0822c", "#2457c5"],
+            note="Blank bar: the first step has no price.",
+        )
+
+
+class _SpendByChart(LedgerChartView):
+    dimension = "source"
+    empty_label = "(none)"
+
+    def build(self, f: Filters) -> ChartData:
+        rows = spend_by(f, self.dimension)
+        return ChartData(
+            labels=[r["name"] or self.empty_label for r in rows],
+            label_title=self.dimension,
+            series_names=["Spend"],
+            data=[[r["cost_usd"] for r in rows]],
+            unit="usd",
+            horizontal=True,
+        )
+
+
+class SpendBySourceChart(_SpendByChart):
+    name, title, dimension = "spend-by-source", "Spend by source", "source"
+
+
+class SpendByKeyChart(_SpendByChart):
+    name, title, dimension, empty_label = (
+        "spend-by-key",
+        "Spend by gateway key",
+        "gateway_key_prefix",
+        "(no key)",
+    )

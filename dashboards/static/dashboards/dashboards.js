@@ -1,0 +1,126 @@
+/* RANA dashboards: draw each <canvas data-chart-url> from its JSON (django-chartjs views)
+   with Chart.js 4, redraw after every htmx swap, keep the viewer's timezone in a cookie. */
+(function () {
+  "use strict";
+
+  const TZ_COOKIE = "rana_tz";
+  const GRID = "#e6e9ee";
+  const TEXT = "#5d6b7a";
+
+  function rememberTimezone() {
+    const tz = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    if (!tz) return false;
+    const current = document.cookie.split("; ").find((c) => c.startsWith(TZ_COOKIE + "="));
+    if (current && decodeURIComponent(current.split("=")[1]) === tz) return false;
+    document.cookie = `${TZ_COOKIE}=${encodeURIComponent(tz)}; path=/; max-age=31536000; SameSite=Lax`;
+    const root = document.querySelector("[data-dashboard-tz]");
+    const pinned = new URLSearchParams(location.search).has("tz");
+    return Boolean(root && !pinned && root.dataset.dashboardTz !== tz);
+  }
+
+  const money = new Intl.NumberFormat(undefined, { style: "currency", currency: "USD", maximumFractionDigits: 2 });
+  const smallMoney = new Intl.NumberFormat(undefined, { style: "currency", currency: "USD", maximumFractionDigits: 4 });
+  const count = new Intl.NumberFormat(undefined, { maximumFractionDigits: 1 });
+  const compact = new Intl.NumberFormat(undefined, { notation: "compact", maximumFractionDigits: 1 });
+
+  function formatter(unit, short) {
+    switch (unit) {
+      case "usd": return (v) => (Math.abs(v) >= 1 || v === 0 ? money : smallMoney).format(v);
+      case "%": return (v) => `${count.format(v)}%`;
+      case "ms": return (v) => (v >= 10000 ? `${count.format(v / 1000)} s` : `${Math.round(v).toLocaleString()} ms`);
+      case "s": return (v) => `${count.format(v)} s`;
+      default: return (v) => (short ? compact : count).format(v);
+    }
+  }
+
+  function config(payload) {
+    const valueAxis = payload.horizontal ? "x" : "y";
+    const categoryAxis = payload.horizontal ? "y" : "x";
+    const short = formatter(payload.unit, true);
+    const full = formatter(payload.unit, false);
+    const scales = {
+      [valueAxis]: {
+        stacked: payload.stacked, beginAtZero: true,
+        max: payload.unit === "%" && payload.stacked && payload.name === "funnel" ? 100 : undefined,
+        grid: { color: GRID }, ticks: { color: TEXT, callback: (v) => short(v), maxTicksLimit: 6 },
+      },
+      [categoryAxis]: {
+        stacked: payload.stacked, grid: { display: false },
+        ticks: { color: TEXT, autoSkip: true, maxRotation: 0, maxTicksLimit: payload.horizontal ? 30 : 12 },
+      },
+    };
+    return {
+      type: payload.type,
+      data: { labels: payload.labels, datasets: payload.datasets },
+      options: {
+        responsive: true, maintainAspectRatio: false, animation: { duration: 250 },
+        indexAxis: payload.horizontal ? "y" : "x",
+        interaction: { mode: "index", intersect: false },
+        scales,
+        plugins: {
+          legend: { position: "bottom", labels: { boxWidth: 10, boxHeight: 10, color: TEXT, usePointStyle: true } },
+          tooltip: { callbacks: { label: (c) => `${c.dataset.label}: ${c.raw === null ? "—" : full(c.raw)}` } },
+        },
+      },
+    };
+  }
+
+  function draw(canvas) {
+    if (canvas.dataset.requested) return; // htmx's load event and init() may both see it
+    canvas.dataset.requested = "1";
+    const box = canvas.closest(".chart-box");
+    const card = canvas.closest(".chart");
+    box.classList.add("is-loading");
+    fetch(canvas.dataset.chartUrl, { headers: { Accept: "application/json" }, credentials: "same-origin" })
+      .then((response) => {
+        if (!response.ok) throw new Error(`HTTP ${response.status}`);
+        return response.json();
+      })
+      .then((payload) => {
+        if (!canvas.isConnected) return;
+        const old = window.Chart.getChart(canvas);
+        if (old) old.destroy();
+        box.classList.remove("is-loading", "is-failed");
+        box.classList.toggle("is-empty", payload.empty);
+        const note = card && card.querySelector("[data-chart-note]");
+        if (note) note.textContent = payload.note || "";
+        if (!payload.empty) new window.Chart(canvas, config(payload));
+        canvas.dataset.rendered = String(Date.now());
+        canvas.dispatchEvent(new CustomEvent("rana:chart-drawn", { bubbles: true, detail: payload }));
+      })
+      .catch((error) => {
+        box.classList.remove("is-loading");
+        box.classList.add("is-failed");
+        box.querySelector(".chart-empty").textContent = `Could not load this chart (${error.message}).`;
+      });
+  }
+
+  function toggleCustom(form) {
+    const range = form.querySelector("select[name=range]");
+    form.classList.toggle("is-custom", range && range.value === "custom");
+  }
+
+  function init() {
+    const refresh = rememberTimezone();
+    document.querySelectorAll("[data-dashboard-filters]").forEach((form) => {
+      toggleCustom(form);
+      form.addEventListener("change", () => toggleCustom(form));
+    });
+    window.htmx.onLoad((element) => {
+      element.querySelectorAll("canvas[data-chart-url]").forEach(draw);
+    });
+    document.querySelectorAll("canvas[data-chart-url]").forEach(draw);
+    document.body.addEventListener("htmx:beforeSwap", (event) => {
+      event.detail.target.querySelectorAll("canvas").forEach((canvas) => {
+        const chart = window.Chart.getChart(canvas);
+        if (chart) chart.destroy();
+      });
+    });
+    if (refresh && document.getElementById("dashboard-body")) {
+      window.htmx.ajax("GET", location.href, { target: "#dashboard-body", swap: "outerHTML" });
+    }
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
+  else init();
+})();
