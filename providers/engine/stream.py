@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from providers.adapters.base import Adapter
 
     from .fallback import Walk, Won
+    from .plan import StepPlan
 
 log = logging.getLogger("rana.engine")
 
@@ -146,6 +147,7 @@ class EngineStream:
         self._walk = walk
         self._open = open_fn
         self.attempts = walk.attempts
+        self.answering: StepPlan | None = None  # the step whose stream is being relayed
         self.result: EngineResult | None = None
         self._events = self._run()
 
@@ -166,6 +168,7 @@ class EngineStream:
 
     async def _run(self) -> AsyncIterator[StreamEvent]:
         won: Won[OpenedStream] = await self._walk.walk(self._open)
+        self.answering = won.step
         opened, tally = won.value, StreamTally()
         for event in opened.head:
             tally.add(event)

@@ -12,7 +12,8 @@ import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-from providers.engine.fallback import run_stream
+from providers.engine.fallback import EngineStream, run_stream
+from providers.engine.plan import StepPlan
 from providers.engine.results import AllProvidersFailed, Cancelled, EngineError
 from providers.engine.types import ChatParams, StreamEvent
 from providers.services.completions import (
@@ -38,6 +39,7 @@ class CompletionStream:
         self.result: CompletionResult | None = None
         self._overrides = overrides
         self._finished = False
+        self._engine_stream: EngineStream | None = None
         self._events = self._run()
 
     def __aiter__(self) -> AsyncIterator[StreamEvent]:
@@ -45,6 +47,11 @@ class CompletionStream:
 
     async def aclose(self) -> None:
         await self._events.aclose()
+
+    @property
+    def answering(self) -> StepPlan | None:
+        """The step whose stream is being relayed, once the first event is out (None on a cache hit)."""
+        return self._engine_stream.answering if self._engine_stream is not None else None
 
     async def _replay_cache(self) -> AsyncIterator[StreamEvent]:
         hit = self.prepared.cached
@@ -65,6 +72,7 @@ class CompletionStream:
             self.prepared.params,
             engine_deps(self.prepared.ledger, self._overrides),
         )
+        self._engine_stream = engine_stream
         try:
             async for event in engine_stream:
                 yield event
