@@ -6,7 +6,12 @@ from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rana_site.settings")
 
-application = get_asgi_application()
+django_application = get_asgi_application()
+
+# /v1/ (the OpenAI-compatible API) skips Django's middleware stack; everything else is Django.
+from gateway.asgi import ApiRouter  # noqa: E402
+
+application = ApiRouter(django_application)
 
 # Start the ledger recorder now, on the main thread, so its flush-on-stop hooks are in place.
 from providers.services.recorder import get_recorder  # noqa: E402

@@ -1,0 +1,127 @@
+"""POST /v1/chat/completions and GET /v1/models: key, limits, chain, then the one service."""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+
+from asgiref.sync import sync_to_async
+
+from gateway.api.errors import ApiError, api_error
+from gateway.api.http import JSON, ApiRequest, ApiResponse, json_response
+from gateway.api.params import ChatCall, chat_call_parse
+from gateway.api.render import completion_body, rana_headers, result_meta
+from gateway.api.stream import stream_response
+from gateway.selectors import chains_for_key
+from gateway.services.keys import KeyInfo, gateway_key_verify, key_from_authorization
+from gateway.services.limits import key_budget_charge, key_budget_check, key_rate_check
+from providers.engine.results import EngineError
+from providers.services.chains import LoadedChain
+from providers.services.completions import chain_resolve, complete
+from providers.services.ledger import Caller
+from providers.services.streaming import stream
+
+
+async def authenticate(request: ApiRequest) -> KeyInfo:
+    """The caller's gateway key, counted against its rate limit. Cookies are never looked at."""
+    key = await gateway_key_verify(key=key_from_authorization(request.headers.get("authorization")))
+    key_rate_check(key)
+    return key
+
+
+async def chain_for(key: KeyInfo, slug: str | None) -> LoadedChain:
+    loaded = await chain_resolve(slug)
+    if not key.allows_chain(loaded.chain_id):
+        raise ApiError(
+            403,
+            f"This API key may not use the chain '{loaded.slug}'.",
+            type="permission_error",
+            code="chain_not_allowed",
+            param="model",
+        )
+    return loaded
+
+
+def _spent(exc: EngineError) -> Decimal:
+    return sum((a.cost_usd for a in exc.attempts if a.cost_usd), Decimal(0))
+
+
+async def _complete(call: ChatCall, loaded: LoadedChain, key: KeyInfo, caller: Caller) -> ApiResponse:
+    try:
+        result = await complete(chain=loaded.slug, messages=call.messages, params=call.params, caller=caller)
+    except EngineError as exc:
+        key_budget_charge(key, _spent(exc))
+        raise
+    key_budget_charge(key, result.cost_usd)
+    meta = result_meta(result)
+    headers = [("content-type", JSON), *rana_headers(meta)]
+    return ApiResponse(200, headers, completion_body(result, int(time.time()), meta))
+
+
+async def _stream(call: ChatCall, loaded: LoadedChain, key: KeyInfo, caller: Caller) -> ApiResponse:
+    completion = await stream(chain=loaded.slug, messages=call.messages, params=call.params, caller=caller)
+    try:
+        first = await anext(aiter(completion))
+    except EngineError as exc:
+        key_budget_charge(key, _spent(exc))
+        raise
+    except BaseException:
+        await completion.aclose()
+        raise
+    return stream_response(completion, first, call, key)
+
+
+async def chat_completions(request: ApiRequest) -> ApiResponse:
+    if request.method != "POST":
+        return method_not_allowed("POST")
+    chain = ""
+    try:
+        key = await authenticate(request)
+        call = chat_call_parse(request.body)
+        loaded = await chain_for(key, call.chain)
+        chain = loaded.slug
+        await key_budget_check(key)
+        caller = Caller(source="api", gateway_key_prefix=key.prefix)
+        if call.stream:
+            return await _stream(call, loaded, key, caller)
+        return await _complete(call, loaded, key, caller)
+    except Exception as exc:
+        return api_error(exc, chain=chain).response()
+
+
+async def models(request: ApiRequest, slug: str | None = None) -> ApiResponse:
+    """GET /v1/models (the chains this key may use) and GET /v1/models/{chain}."""
+    if request.method != "GET":
+        return method_not_allowed("GET")
+    try:
+        key = await authenticate(request)
+        found = await sync_to_async(chains_for_key, thread_sensitive=False)(key, slug=slug)
+        if slug is None:
+            return json_response(200, {"object": "list", "data": found})
+        if not found:
+            raise ApiError(404, f"The model '{slug}' does not exist.", code="model_not_found", param="model")
+        return json_response(200, found[0])
+    except Exception as exc:
+        return api_error(exc).response()
+
+
+def method_not_allowed(allowed: str) -> ApiResponse:
+    error = ApiError(405, f"Method not allowed: use {allowed}.", headers=[("allow", allowed)])
+    return error.response()
+
+
+def not_found(request: ApiRequest) -> ApiResponse:
+    message = f"Unknown URL {request.method} {request.path}: RANA serves /v1/chat/completions and /v1/models."
+    return ApiError(404, message, code="unknown_url").response()
+
+
+async def dispatch(request: ApiRequest) -> ApiResponse:
+    """Route a /v1/ request by its path."""
+    path = request.path.rstrip("/")
+    if path == "/v1/chat/completions":
+        return await chat_completions(request)
+    if path == "/v1/models":
+        return await models(request)
+    if path.startswith("/v1/models/"):
+        return await models(request, path.removeprefix("/v1/models/"))
+    return not_found(request)

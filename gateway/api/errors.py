@@ -1,0 +1,126 @@
+"""Every failure as OpenAI's error shape with the right status.
+
+`{"error": {"message", "type", "param", "code"}}`, which every OpenAI SDK parses. RANA has
+already retried and fallen back by the time it answers 502/504, so those carry
+`x-should-retry: false` (the OpenAI SDKs obey it); limits carry Retry-After. A provider's
+401 is RANA's stored key failing, never the caller's: it is a 502 naming the provider.
+"""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+from typing import Any
+
+from gateway.api.http import ApiResponse, json_response
+from gateway.api.render import rana_headers, rana_meta
+from gateway.services.keys import KeyRejected
+from gateway.services.limits import RateLimited
+from providers.engine.results import AllProvidersFailed, EngineError
+from providers.secrets import redact
+from providers.services.budget import BudgetExceeded
+from providers.services.chains import ChainNotFound
+from providers.services.inputs import InvalidRequest
+
+log = logging.getLogger("rana.gateway")
+
+# Failure classes that mean the caller's request is wrong, whatever provider answers it.
+_CALLER_FAULTS = {"invalid_request", "context_length", "content_filter"}
+_NO_RETRY = ("x-should-retry", "false")
+
+
+class ApiError(Exception):
+    """An error answer: status, OpenAI error fields, extra headers and body fields."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",  # OpenAI's field name
+        code: str | None = None,
+        param: str | None = None,
+        headers: list[tuple[str, str]] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.code = code
+        self.param = param
+        self.headers = headers or []
+        self.extra = extra or {}
+
+    def body(self) -> dict[str, Any]:
+        error = {"message": self.message, "type": self.type, "param": self.param, "code": self.code}
+        return {"error": error, **self.extra}
+
+    def response(self) -> ApiResponse:
+        return json_response(self.status, self.body(), self.headers)
+
+
+def body_too_large(limit: int) -> ApiError:
+    return ApiError(
+        413,
+        f"The request body is larger than {limit} bytes (RANA_API_MAX_BODY_BYTES).",
+        code="request_too_large",
+    )
+
+
+def engine_failure(exc: EngineError, chain: str) -> ApiError:
+    """AllProvidersFailed (or a stream that broke before its first token) as an answer."""
+    failure = str(exc.failure_class)
+    meta = rana_meta(
+        request_id=getattr(exc, "request_id", None),
+        chain=chain,
+        provider=None,
+        model=None,
+        fallback=False,
+        attempts=exc.attempts,
+        cost_usd=sum((a.cost_usd for a in exc.attempts if a.cost_usd is not None), Decimal(0)),
+    )
+    headers = [h for h in rana_headers(meta) if h[0] not in ("x-rana-provider", "x-rana-model")]
+    message = redact(str(exc))
+    if failure in _CALLER_FAULTS:
+        return ApiError(400, message, code=failure, headers=headers, extra={"rana": meta})
+    headers.append(_NO_RETRY)
+    retry_after = getattr(exc, "retry_after_s", None)
+    if retry_after:
+        headers.append(("retry-after", str(max(1, round(retry_after)))))
+    if isinstance(exc, AllProvidersFailed) and (exc.deadline_exceeded or failure == "timeout"):
+        return ApiError(
+            504, message, type="timeout", code="deadline_exceeded", headers=headers, extra={"rana": meta}
+        )
+    return ApiError(502, message, type="upstream_error", code=failure, headers=headers, extra={"rana": meta})
+
+
+def api_error(exc: Exception, *, chain: str = "") -> ApiError:
+    """The answer for anything the handlers raise; unexpected errors are logged as 500s."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, KeyRejected):
+        return ApiError(
+            401, str(exc), code="invalid_api_key", headers=[("www-authenticate", 'Bearer realm="rana"')]
+        )
+    if isinstance(exc, InvalidRequest):
+        return ApiError(400, str(exc), param=exc.field)
+    if isinstance(exc, ChainNotFound):
+        message = (
+            f"The model '{exc.slug}' does not exist: name one of the chains listed by GET /v1/models."
+            if exc.slug
+            else str(exc)
+        )
+        return ApiError(404, message, code="model_not_found", param="model")
+    if isinstance(exc, RateLimited):
+        headers = [("retry-after", str(exc.retry_after_s)), ("x-ratelimit-limit-requests", str(exc.limit))]
+        return ApiError(429, str(exc), type="rate_limit_error", code="rate_limit_exceeded", headers=headers)
+    if isinstance(exc, BudgetExceeded):
+        headers = [("retry-after", str(exc.retry_after_s)), _NO_RETRY]
+        if getattr(exc, "request_id", None):
+            headers.append(("x-rana-request-id", str(exc.request_id)))
+        return ApiError(429, str(exc), type="insufficient_quota", code="budget_exceeded", headers=headers)
+    if isinstance(exc, EngineError):
+        return engine_failure(exc, chain)
+    log.exception("the gateway failed on an unexpected error", exc_info=exc)
+    return ApiError(500, "RANA failed on an unexpected error; it has been logged.", type="server_error")

@@ -1,0 +1,144 @@
+"""OpenAI's response shapes, plus what happened: the x-rana-* headers and the `rana` object."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from providers.engine.results import AttemptRecord
+from providers.engine.types import Usage
+from providers.secrets import redact
+from providers.services.completions import CompletionResult
+
+NOT_A_CALL = "circuit_open"
+
+
+def money(value: Decimal | None) -> str:
+    """A USD amount as a plain decimal string ("0.000315"), never in exponent form."""
+    if not value:
+        return "0"
+    return format(value.normalize(), "f")
+
+
+def completion_id(request_id: uuid.UUID) -> str:
+    return f"chatcmpl-{request_id.hex}"
+
+
+def calls_made(attempts: Sequence[AttemptRecord]) -> int:
+    return sum(1 for a in attempts if a.outcome != NOT_A_CALL)
+
+
+def attempt_json(attempt: AttemptRecord) -> dict[str, Any]:
+    return {
+        "step": attempt.step_position,
+        "provider": attempt.provider_name,
+        "model": attempt.model,
+        "retry": attempt.retry_index,
+        "outcome": attempt.outcome,
+        "http_status": attempt.http_status,
+        "latency_ms": round(attempt.latency_ms, 2),
+        "cost_usd": None if attempt.cost_usd is None else money(attempt.cost_usd),
+        "error": redact(attempt.error_message) if attempt.error_message else None,
+    }
+
+
+def rana_meta(
+    *,
+    request_id: uuid.UUID | None,
+    chain: str,
+    provider: str | None,
+    model: str | None,
+    fallback: bool,
+    attempts: Sequence[AttemptRecord],
+    cost_usd: Decimal | None,
+    unpriced: bool = False,
+    cache_hit: bool = False,
+) -> dict[str, Any]:
+    return {
+        "request_id": str(request_id) if request_id else None,
+        "chain": chain,
+        "provider": provider,
+        "model": model,
+        "fallback": fallback,
+        "attempt_count": calls_made(attempts),
+        "cost_usd": None if cost_usd is None else money(cost_usd),
+        "unpriced": unpriced,
+        "cache_hit": cache_hit,
+        "attempts": [attempt_json(a) for a in attempts],
+    }
+
+
+def result_meta(result: CompletionResult) -> dict[str, Any]:
+    return rana_meta(
+        request_id=result.request_id,
+        chain=result.chain_slug,
+        provider=result.provider_name,
+        model=result.model,
+        fallback=result.fallback_used,
+        attempts=result.attempts,
+        cost_usd=result.cost_usd,
+        unpriced=result.unpriced,
+        cache_hit=result.cache_hit,
+    )
+
+
+def rana_headers(meta: dict[str, Any]) -> list[tuple[str, str]]:
+    """The x-rana-* headers for a `rana` object (cost only when it is known)."""
+    headers = [
+        ("x-rana-request-id", meta["request_id"] or ""),
+        ("x-request-id", meta["request_id"] or ""),
+        ("x-rana-chain", meta["chain"] or ""),
+        ("x-rana-provider", meta["provider"] or ""),
+        ("x-rana-model", meta["model"] or ""),
+        ("x-rana-attempts", str(meta["attempt_count"])),
+        ("x-rana-fallback", "true" if meta["fallback"] else "false"),
+    ]
+    if meta["cost_usd"] is not None:
+        headers.append(("x-rana-cost-usd", meta["cost_usd"]))
+    if meta["cache_hit"]:
+        headers.append(("x-rana-cache", "hit"))
+    return [(name, value.encode("ascii", "replace").decode()) for name, value in headers]
+
+
+def usage_json(usage: Usage) -> dict[str, Any]:
+    return {
+        "prompt_tokens": usage.input_tokens,
+        "completion_tokens": usage.output_tokens,
+        "total_tokens": usage.input_tokens + usage.output_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+    }
+
+
+def answer_usage(result: CompletionResult) -> Usage:
+    """The usage of the attempt that answered (failed attempts are in the `rana` object)."""
+    answered = next((a for a in reversed(result.attempts) if a.ok), None)
+    if answered is not None and answered.usage is not None:
+        return answered.usage
+    return result.usage or Usage()
+
+
+def completion_body(result: CompletionResult, created: int, meta: dict[str, Any]) -> bytes:
+    return orjson.dumps(
+        {
+            "id": completion_id(result.request_id),
+            "object": "chat.completion",
+            "created": created,
+            "model": result.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": result.text, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": result.finish_reason or "stop",
+                }
+            ],
+            "usage": usage_json(answer_usage(result)),
+            "system_fingerprint": None,
+            "rana": meta,
+        }
+    )

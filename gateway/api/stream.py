@@ -1,0 +1,138 @@
+"""Streamed chat completions as OpenAI's server-sent events.
+
+Nothing is sent before the first token: until then RANA may still fall back, and a failure
+is an ordinary HTTP error. Then the headers go out (provider, model, attempts so far), one
+`chat.completion.chunk` per piece of text, a last chunk with the finish reason (and, with
+`stream_options.include_usage`, a usage chunk), the `rana` object on the final chunk, and
+`data: [DONE]`. A failure after the first token is sent in-band as `data: {"error": ...}`
+with no [DONE], so no client mistakes a cut answer for a whole one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from gateway.api.errors import api_error
+from gateway.api.http import SSE, ApiResponse
+from gateway.api.params import ChatCall
+from gateway.api.render import completion_id, rana_headers, rana_meta, result_meta, usage_json
+from gateway.services.keys import KeyInfo
+from gateway.services.limits import key_budget_charge
+from providers.engine.results import EngineError
+from providers.engine.types import StreamEvent, Usage
+from providers.services.streaming import CompletionStream
+
+DONE = b"data: [DONE]\n\n"
+
+
+class ChunkWriter:
+    """Renders chunks with a fixed prefix: id, object, created, model, as OpenAI orders them."""
+
+    def __init__(self, request_id, model: str, include_usage: bool) -> None:
+        head = {
+            "id": completion_id(request_id),
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+            "system_fingerprint": None,
+        }
+        self._head = b"data: " + orjson.dumps(head)[:-1] + b',"choices":'
+        self._tail = b',"usage":null}\n\n' if include_usage else b"}\n\n"
+        self.include_usage = include_usage
+
+    def delta(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        return self._head + orjson.dumps([choice]) + self._tail
+
+    def text(self, text: str) -> bytes:
+        return (
+            self._head
+            + b'[{"index":0,"delta":{"content":'
+            + orjson.dumps(text)
+            + (b'},"logprobs":null,"finish_reason":null}]')
+            + self._tail
+        )
+
+    def final(self, choices: list[dict[str, Any]], **fields: Any) -> bytes:
+        body = orjson.dumps({"choices": choices, **fields})
+        return self._head[:-10] + body[1:] + b"\n\n"
+
+
+def _answering(completion: CompletionStream) -> tuple[str, str]:
+    step = completion.answering
+    if step is not None:
+        return step.provider.name, step.model
+    hit = completion.prepared.cached
+    return (hit.provider_name, hit.model) if hit is not None else ("", "")
+
+
+def stream_headers(completion: CompletionStream) -> list[tuple[str, str]]:
+    """Headers known at the first token; the cost is known only at the end (final chunk)."""
+    attempts = completion.prepared.ledger.attempts
+    provider, model = _answering(completion)
+    step = completion.answering
+    first = attempts[0].step_position if attempts else None
+    meta = rana_meta(
+        request_id=completion.request_id,
+        chain=completion.prepared.loaded.slug,
+        provider=provider,
+        model=model,
+        fallback=step is not None and first is not None and first != step.position,
+        attempts=attempts,
+        cost_usd=None,
+        cache_hit=completion.prepared.cached is not None,
+    )
+    meta["attempt_count"] += 1 if step is not None else 0  # the call being relayed
+    return [("content-type", SSE), ("cache-control", "no-cache"), *rana_headers(meta)]
+
+
+async def sse_events(
+    completion: CompletionStream, first: StreamEvent, call: ChatCall, key: KeyInfo
+) -> AsyncIterator[bytes]:
+    """The event stream after the first event; closes the upstream however it ends."""
+    writer = ChunkWriter(completion.request_id, _answering(completion)[1], call.include_usage)
+    finish, usage = first.finish_reason, first.usage
+    failure: EngineError | None = None
+    try:
+        yield writer.delta({"role": "assistant", "content": "", "refusal": None}) + writer.text(first.text)
+        async for event in completion:
+            if event.text:
+                yield writer.text(event.text)
+            finish, usage = event.finish_reason or finish, event.usage or usage
+    except EngineError as exc:
+        failure = exc
+    finally:
+        await completion.aclose()
+        spent = (a.cost_usd for a in completion.prepared.ledger.attempts if a.cost_usd)
+        key_budget_charge(key, sum(spent, Decimal(0)))
+    if failure is not None:
+        error = api_error(failure, chain=completion.prepared.loaded.slug).body()
+        yield b"data: " + orjson.dumps(error) + b"\n\n"
+        return
+    yield _closing(writer, completion, finish, usage) + DONE
+
+
+def _closing(writer: ChunkWriter, completion: CompletionStream, finish, usage: Usage | None) -> bytes:
+    result = completion.result
+    meta = result_meta(result) if result is not None else None
+    done = [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish or "stop"}]
+    if not writer.include_usage:
+        return writer.final(done, rana=meta)
+    usage_chunk = writer.final([], usage=usage_json(usage or Usage()), rana=meta)
+    return writer.delta({}, finish or "stop") + usage_chunk
+
+
+def stream_response(
+    completion: CompletionStream, first: StreamEvent, call: ChatCall, key: KeyInfo
+) -> ApiResponse:
+    return ApiResponse(
+        200,
+        stream_headers(completion),
+        stream=sse_events(completion, first, call, key),
+        on_close=completion.aclose,
+    )

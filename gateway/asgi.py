@@ -1,0 +1,161 @@
+"""The lean ASGI path for /v1/: no Django request, middleware or signals on the hot path.
+
+Django's ASGI handler runs each middleware's request and response hooks, the
+request_started / request_finished receivers and the response's close through
+``sync_to_async``: a dozen thread hops per request, all queued behind one thread. The API
+needs none of it (no cookies, no sessions, no templates; it authenticates by key alone), so
+``ApiRouter`` sends /v1/ straight to the gateway handlers and everything else to Django.
+Host names are still checked against ALLOWED_HOSTS.
+
+A client that disconnects cancels the request: the upstream call is closed and the service
+records the completion as cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from django.conf import settings
+from django.http.request import split_domain_port, validate_host
+
+from gateway.api.chat import dispatch
+from gateway.api.errors import ApiError, body_too_large
+from gateway.api.http import ApiRequest, ApiResponse
+
+log = logging.getLogger("rana.gateway")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_host_ok: dict[str, bool] = {}
+
+
+def _allowed_host(host: str) -> bool:
+    known = _host_ok.get(host)
+    if known is None:
+        domain, _port = split_domain_port(host)
+        allowed = list(settings.ALLOWED_HOSTS)
+        if not allowed and settings.DEBUG:  # what Django itself allows in DEBUG
+            allowed = ["localhost", "127.0.0.1", "[::1]"]
+        known = bool(domain) and validate_host(domain, allowed)
+        if len(_host_ok) < 1000:
+            _host_ok[host] = known
+    return known
+
+
+async def _read_body(scope: Scope, receive: Receive, headers: dict[str, str]) -> bytes | ApiResponse | None:
+    """The whole body; a 413 answer past the limit; None when the client left."""
+    limit = settings.RANA_API_MAX_BODY_BYTES
+    length = headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        return body_too_large(limit).response()
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return body_too_large(limit).response()
+        parts.append(chunk)
+        if not message.get("more_body", False):
+            return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+async def _send(response: ApiResponse, send: Send) -> None:
+    headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers]
+    headers.append((b"x-content-type-options", b"nosniff"))
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    if response.stream is None:
+        await send({"type": "http.response.body", "body": response.body})
+        return
+    async for chunk in response.stream:
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+
+
+class _DisconnectWatch:
+    """Cancels the request's task when the client goes away while the request is served."""
+
+    def __init__(self, receive: Receive, task: asyncio.Task) -> None:
+        self.receive, self.task = receive, task
+        self.gone = False
+        self.armed = True
+
+    async def watch(self) -> None:
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                self.gone = True
+                if self.armed:
+                    self.task.cancel()
+                return
+
+
+async def serve_api(scope: Scope, receive: Receive, send: Send) -> None:
+    """Serve one /v1/ request."""
+    headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
+    if not _allowed_host(headers.get("host", "")):
+        await _send(ApiError(400, "Invalid Host header.", code="invalid_host").response(), send)
+        return
+    body = await _read_body(scope, receive, headers)
+    if body is None:
+        return
+    if isinstance(body, ApiResponse):
+        await _send(body, send)
+        return
+    task = asyncio.current_task()
+    assert task is not None
+    disconnect = _DisconnectWatch(receive, task)
+    watcher = asyncio.get_running_loop().create_task(disconnect.watch())
+    response: ApiResponse | None = None
+    try:
+        response = await dispatch(ApiRequest(scope["method"], scope["path"], headers, body))
+        await _send(response, send)
+    except asyncio.CancelledError:
+        if not disconnect.gone:
+            raise  # not the client leaving: a real cancellation (server shutdown)
+        task.uncancel()
+    finally:
+        disconnect.armed = False
+        watcher.cancel()
+        if response is not None:
+            with contextlib.suppress(Exception):
+                await response.aclose()
+
+
+class ApiRouter:
+    """/v1/ to the gateway, everything else to `app` (Django); handles ASGI lifespan."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/v1/"):
+            await serve_api(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        from providers.http_client import shared_client_close
+        from providers.services.recorder import ledger_flush
+
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await shared_client_close()
+                await asyncio.get_running_loop().run_in_executor(None, ledger_flush)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
