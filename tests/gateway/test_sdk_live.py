@@ -1,0 +1,227 @@
+"""The official `openai` package against a live RANA (granian, ASGI) on 127.0.0.1.
+
+The server runs as scripts/run serves it, on a fresh SQLite file seeded by tests.gateway.seed,
+in front of a fake upstream running in this process. Chains: main (primary, then backup),
+fallback (broken: always 503, then backup), solo, other, slow (1 s deadline on a hang).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.fakes import FakeUpstream, Fault
+
+from .live import LiveGateway, start_gateway
+
+HELLO = [{"role": "user", "content": "hello"}]
+LIVE_STORED_KEY = "sk-local-LIVEKEY0123456789abcdef"  # tests.gateway.seed
+
+
+def _defaults(fake: FakeUpstream) -> None:
+    fake.reset()
+    fake.set_default(Fault.error("server_error"), model="broken")
+    fake.set_default(Fault.hang(), model="hang")
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory) -> Iterator[tuple[LiveGateway, FakeUpstream]]:
+    with FakeUpstream(models=("primary", "backup")) as fake:
+        _defaults(fake)
+        env = {"RANA_BREAKER_THRESHOLD": "1000000", "RANA_API_MAX_BODY_BYTES": "65536"}
+        gateway = start_gateway(
+            upstream_url=fake.base_url, workdir=Path(tmp_path_factory.mktemp("live")), extra_env=env
+        )
+        try:
+            yield gateway, fake
+        finally:
+            gateway.stop()
+
+
+@pytest.fixture
+def gateway(live) -> LiveGateway:
+    return live[0]
+
+
+@pytest.fixture
+def fake(live) -> Iterator[FakeUpstream]:
+    _defaults(live[1])
+    yield live[1]
+    assert not live[1].errors, live[1].errors
+
+
+def client(gateway: LiveGateway, key: str = "full", **options) -> openai.OpenAI:
+    options.setdefault("max_retries", 0)
+    return openai.OpenAI(base_url=gateway.base_url, api_key=gateway.keys.get(key, key), **options)
+
+
+def calls_to(fake: FakeUpstream, model: str) -> int:
+    return sum(1 for r in fake.requests if r.model == model)
+
+
+def test_a_completion_with_what_happened_in_headers_and_body(gateway, fake):
+    raw = client(gateway).chat.completions.with_raw_response.create(model="main", messages=HELLO)
+    completion = raw.parse()
+    assert completion.choices[0].message.content == "Hello from the fake upstream."
+    assert completion.usage.total_tokens == 28 and completion.model == "primary"
+    assert raw.headers["x-rana-provider"] == "fake" and raw.headers["x-rana-model"] == "primary"
+    assert raw.headers["x-rana-attempts"] == "1" and raw.headers["x-rana-fallback"] == "false"
+    assert float(raw.headers["x-rana-cost-usd"]) > 0
+    rana = completion.model_extra["rana"]
+    assert rana["request_id"] == raw.headers["x-rana-request-id"] == completion._request_id
+    rows = gateway.poll(
+        "select gateway_key_prefix, source, outcome from providers_completion where id = ?",
+        (rana["request_id"].replace("-", ""),),
+    )
+    assert rows == [(gateway.keys["full"][:13], "api", "success")]
+
+
+def test_a_stream_with_usage_and_the_rana_object_on_its_final_chunk(gateway, fake):
+    chunks = list(
+        client(gateway).chat.completions.create(
+            model="main", messages=HELLO, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "Hello from the fake upstream."
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 7
+    assert chunks[-1].model_extra["rana"]["attempts"][0]["outcome"] == "success"
+
+
+def test_a_fallback_shows_in_headers_and_the_rana_object(gateway, fake):
+    raw = client(gateway).chat.completions.with_raw_response.create(model="fallback", messages=HELLO)
+    assert raw.headers["x-rana-fallback"] == "true" and raw.headers["x-rana-attempts"] == "2"
+    attempts = raw.parse().model_extra["rana"]["attempts"]
+    assert [(a["model"], a["outcome"]) for a in attempts] == [
+        ("broken", "server_error"),
+        ("backup", "success"),
+    ]
+
+
+def test_a_streamed_fallback_shows_in_headers(gateway, fake):
+    with client(gateway).chat.completions.with_streaming_response.create(
+        model="fallback", messages=HELLO, stream=True
+    ) as response:
+        assert response.headers["x-rana-fallback"] == "true" and response.headers["x-rana-model"] == "backup"
+        chunks = list(response.parse())
+    assert chunks[-1].model_extra["rana"]["fallback"] is True
+
+
+@pytest.mark.parametrize(
+    ("key", "request_args", "error", "status"),
+    [
+        (
+            "full",
+            {"model": "main", "tools": [{"type": "function", "function": {"name": "f"}}]},
+            openai.BadRequestError,
+            400,
+        ),
+        ("rana_" + "x" * 40, {"model": "main"}, openai.AuthenticationError, 401),
+        ("limited", {"model": "other"}, openai.PermissionDeniedError, 403),
+        ("full", {"model": "gpt-9"}, openai.NotFoundError, 404),
+        ("revoked", {"model": "main"}, openai.AuthenticationError, 401),
+        ("expired", {"model": "main"}, openai.AuthenticationError, 401),
+        ("budget", {"model": "main"}, openai.RateLimitError, 429),
+    ],
+)
+def test_errors_have_the_status_and_a_body_the_sdk_parses(gateway, fake, key, request_args, error, status):
+    with pytest.raises(error) as info:
+        client(gateway, key).chat.completions.create(messages=HELLO, **request_args)
+    assert info.value.status_code == status
+    assert info.value.body["message"] and info.value.body["type"]  # the SDK's parsed `error` object
+
+
+def test_a_body_too_large_is_413(gateway, fake):
+    big = [{"role": "user", "content": "x" * 70_000}]
+    with pytest.raises(openai.APIStatusError) as info:
+        client(gateway).chat.completions.create(model="main", messages=big)
+    assert info.value.status_code == 413 and info.value.body["code"] == "request_too_large"
+
+
+def test_over_the_rate_limit_is_429_with_retry_after(gateway, fake):
+    rpm = client(gateway, "rpm")
+    for _ in range(2):
+        rpm.chat.completions.create(model="main", messages=HELLO)
+    with pytest.raises(openai.RateLimitError) as info:
+        rpm.chat.completions.create(model="main", messages=HELLO)
+    assert 1 <= int(info.value.response.headers["retry-after"]) <= 60
+
+
+def test_all_failed_is_502_with_attempts_listed_and_keys_masked(gateway, fake):
+    # The provider echoes the key it got. (The auth error opens `solo`'s circuit: no other test uses it.)
+    fake.script("openai", [Fault.error("auth")], model="solo")
+    with pytest.raises(openai.InternalServerError) as info:
+        client(gateway).chat.completions.create(model="solo", messages=HELLO)
+    assert info.value.status_code == 502 and info.value.body["code"] == "auth_error"
+    assert LIVE_STORED_KEY not in info.value.response.text
+    attempts = info.value.response.json()["rana"]["attempts"]
+    assert [(a["model"], a["outcome"], a["http_status"]) for a in attempts] == [("solo", "auth_error", 401)]
+
+
+def test_the_deadline_is_504(gateway, fake):
+    with pytest.raises(openai.InternalServerError) as info:
+        client(gateway).chat.completions.create(model="slow", messages=HELLO)
+    assert info.value.status_code == 504 and info.value.body["code"] == "deadline_exceeded"
+
+
+def test_the_sdks_own_retries_are_not_multiplied_by_rana(gateway, fake):
+    """RANA has retried and fallen back already: a 502 says x-should-retry: false, so even
+    the SDK's default max_retries=2 makes exactly one request, and one upstream call."""
+    fake.set_default(Fault.error("server_error"), model="other")
+    started = time.monotonic()
+    with pytest.raises(openai.InternalServerError):
+        client(gateway, max_retries=2).chat.completions.create(model="other", messages=HELLO)
+    assert calls_to(fake, "other") == 1 and time.monotonic() - started < 1.0
+
+
+def test_an_error_after_the_first_token_arrives_in_band(gateway, fake):
+    fake.script("openai", [Fault.truncated_stream(after_chunks=2)], model="primary")
+    stream = client(gateway).chat.completions.create(model="main", messages=HELLO, stream=True)
+    texts = []
+    with pytest.raises(openai.APIError, match="stream interrupted"):
+        for chunk in stream:
+            texts.append(chunk.choices[0].delta.content or "")
+    assert "".join(texts) and calls_to(fake, "backup") == 0
+
+
+def test_a_client_that_leaves_mid_stream_cancels_the_upstream(gateway, fake):
+    fake.script("openai", [Fault.stalled_stream(after_chunks=2)], model="primary")
+    stream = client(gateway).chat.completions.create(model="main", messages=HELLO, stream=True)
+    first = next(iter(stream))
+    request_id = stream.response.headers["x-rana-request-id"]
+    stream.close()
+    assert first.id and fake.last_request.disconnected.wait(3.0)
+    rows = gateway.poll(
+        "select outcome from providers_completion where id = ? and outcome = 'cancelled'",
+        (request_id.replace("-", ""),),
+    )
+    assert rows == [("cancelled",)]
+
+
+def test_a_session_cookie_alone_gets_401(gateway, fake):
+    response = httpx.post(
+        f"{gateway.base_url}/chat/completions",
+        json={"model": "main", "messages": HELLO},
+        headers={"cookie": "sessionid=anything; csrftoken=x"},
+    )
+    assert response.status_code == 401 and fake.requests == []
+
+
+def test_models_lists_the_chains_this_key_may_use(gateway, fake):
+    assert [m.id for m in client(gateway, "limited").models.list()] == ["main"]
+    assert {m.id for m in client(gateway).models.list()} == {"main", "fallback", "solo", "other", "slow"}
+
+
+async def test_the_async_sdk_works_too(gateway, fake):
+    async with openai.AsyncOpenAI(
+        base_url=gateway.base_url, api_key=gateway.keys["full"], max_retries=0
+    ) as sdk:
+        completion = await sdk.chat.completions.create(model="main", messages=HELLO)
+        stream = await sdk.chat.completions.create(model="main", messages=HELLO, stream=True)
+        chunks = [chunk async for chunk in stream]
+    assert completion.choices[0].message.content and chunks[-1].choices[0].finish_reason == "stop"
