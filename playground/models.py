@@ -8,9 +8,13 @@ text, which the ledger never stores. `completion_id` joins the two.
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
+
+LOST_AFTER = timedelta(hours=1)  # the longest chain deadline allowed is 3600 s
 
 
 class RunStatus(models.TextChoices):
@@ -58,3 +62,8 @@ class PlaygroundRun(models.Model):
     @property
     def finished(self) -> bool:
         return self.status == RunStatus.DONE
+
+    @property
+    def lost(self) -> bool:
+        """Still marked running long after any chain deadline: the server stopped mid-run."""
+        return self.status == RunStatus.RUNNING and timezone.now() - self.created_at > LOST_AFTER

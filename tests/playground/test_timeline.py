@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -76,3 +77,10 @@ def test_every_page_needs_a_login(chains):
     for name in ("index", "history", "compare", "faults"):
         response = anonymous.get(reverse(f"playground:{name}"))
         assert response.status_code == 302 and "/accounts/login/" in response["Location"], name
+
+
+def test_a_run_left_running_by_a_stopped_server_is_shown_as_lost(user_client, chains, user):
+    run = PlaygroundRun.objects.create(user=user, chain_slug="two", status="running")
+    PlaygroundRun.objects.filter(pk=run.pk).update(created_at=run.created_at - timedelta(hours=2))
+    html = user_client.get(reverse("playground:run_answer", args=[run.pk]), HTTP_HX_REQUEST="true").content
+    assert b"never finished" in html and b"hx-trigger" not in html and b"is-busy" not in html
