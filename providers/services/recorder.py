@@ -1,8 +1,10 @@
 """The ledger writer: every attempt reaches the database within 100 ms of ending.
 
 In "buffered" mode (the default) rows go to a write-behind buffer: one daemon thread
-drains it and writes whatever has gathered in one transaction, at once when idle and in
-natural batches under load, so the request path never waits on the database. A graceful
+drains it and writes what has gathered in one transaction, RANA_LEDGER_FLUSH_MS after the
+first row of a batch (at once when someone is waiting in flush()), so the request path never
+waits on the database and the writer's work (which holds the GIL) comes in few, large
+batches rather than one transaction per row. A graceful
 stop (SIGTERM, SIGINT, interpreter exit) flushes everything; a hard kill loses at most the
 rows of the last flush interval. "sync" mode writes at once on the caller's thread.
 """
@@ -62,6 +64,9 @@ def _announce(rows: list[Completion | Attempt]) -> None:
             log.error("ledger_rows_written receiver %r failed: %r", receiver, result)
 
 
+_HURRY = object()  # queued by flush(): write what has gathered without waiting
+
+
 class BufferedRecorder:
     def __init__(self, *, interval_s: float = 0.05, max_batch: int = 2000) -> None:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -83,6 +88,8 @@ class BufferedRecorder:
 
     def flush(self, timeout_s: float = 10.0) -> bool:
         """Block until every submitted row is written (or the timeout passes)."""
+        if self._pending:
+            self._queue.put(_HURRY)
         deadline = time.monotonic() + timeout_s
         with self._idle:
             while self._pending:
@@ -93,18 +100,27 @@ class BufferedRecorder:
         return True
 
     def _take_batch(self) -> list:
-        batch = [self._queue.get()]
+        """The rows that arrive within one flush interval of the first (or until a flush)."""
+        first = self._queue.get()
+        batch = [] if first is _HURRY else [first]
+        deadline = time.monotonic() + (0 if first is _HURRY else self._interval_s)
         while len(batch) < self._max_batch:
+            left = deadline - time.monotonic()
             try:
-                batch.append(self._queue.get_nowait())
+                row = self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
             except queue.Empty:
                 break
+            if row is _HURRY:
+                deadline = 0.0
+            else:
+                batch.append(row)
         return batch
 
     def _run(self) -> None:
         while True:
             batch = self._take_batch()
-            self._write_with_retry(batch)
+            if batch:
+                self._write_with_retry(batch)
             with self._idle:
                 self._pending -= len(batch)
                 if not self._pending:
