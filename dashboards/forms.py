@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
+from urllib.parse import unquote
 
 from django import forms
 from django.http import HttpRequest
@@ -54,7 +55,7 @@ def filters_from_request(
 ) -> tuple[Filters, FilterForm]:
     """Resolved filters (unknown values dropped, never an error) and the filter form showing them."""
     data = request.GET
-    tz = tz_from(data.get("tz")) or tz_from(request.COOKIES.get(TZ_COOKIE)) or default_tz()
+    tz = tz_from(data.get("tz")) or tz_from(unquote(request.COOKIES.get(TZ_COOKIE, ""))) or default_tz()
     options = filter_options()
     fields = FilterForm({}, options=options).fields
     range_key, start, end = resolve_range(

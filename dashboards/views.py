@@ -22,7 +22,7 @@ from dashboards.selectors.reliability import reliability_summary
 from dashboards.selectors.status import provider_status
 
 BODY_ID = "dashboard-body"
-WIDE = {"rates", "spend-by-provider", "spend-by-model", "tokens"}
+WIDE = {"rates", "spend-by-provider", "spend-by-model", "tokens", "funnel"}
 
 
 def _wants_fragment(request: HttpRequest, target: str) -> bool:

@@ -40,6 +40,7 @@ class ChartData:
     keys: list[str] | None = None  # machine-readable labels (CSV), e.g. ISO slot starts
     label_title: str = ""
     note: str = ""
+    right_axis: tuple[int, ...] = ()  # series drawn against a second value axis, on the right
 
     @property
     def empty(self) -> bool:
@@ -94,6 +95,8 @@ class LedgerChartView(BaseLineChartView):
         colors = self.chart.colors or PALETTE
         hue = colors[index % len(colors)]
         options = {"backgroundColor": hue, "borderColor": hue, "borderWidth": 1}
+        if index in self.chart.right_axis:
+            options["yAxisID"] = "y1"
         if self.chart.kind == "line":
             options |= {"backgroundColor": hue + "22", "borderWidth": 2, "pointRadius": 0, "tension": 0.25}
             options |= {"spanGaps": False, "fill": False}

@@ -43,7 +43,6 @@ class TokensChart(LedgerChartView):
             label_title=f"slot start ({f.tz.key})",
             series_names=["Input", "Output", "Cached input"],
             data=[data["input_tokens"], data["output_tokens"], data["cached_tokens"]],
-            kind="line",
             unit="tokens",
             colors=["#2457c5", "#e0822c", "#2a9d8f"],
             note="Cached input is part of input.",

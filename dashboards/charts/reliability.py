@@ -25,11 +25,12 @@ class RatesChart(LedgerChartView):
             labels=data["labels"],
             keys=data["keys"],
             label_title=f"{_GRAIN_TITLE[f.series_grain]} starting ({f.tz.key})",
-            series_names=["Success rate", "Fallback rate", "Error rate (attempts)"],
+            series_names=["Success rate (right axis)", "Fallback rate", "Error rate (attempts)"],
             data=[data["success_rate"], data["fallback_rate"], data["error_rate"]],
             kind="line",
             unit="%",
             colors=["#1f8a4c", "#2457c5", "#c0392b"],
+            right_axis=(0,),
         )
 
 

@@ -12,6 +12,7 @@ it answered (see query.dimension_filters).
 from __future__ import annotations
 
 from collections import defaultdict
+from decimal import Decimal
 
 from dashboards.outcomes import ANSWERED, ATTEMPT_OUTCOMES, FAILURE_CLASSES, counts_as_error, in_error_rate
 from dashboards.selectors.filters import Filters
@@ -20,8 +21,11 @@ from dashboards.selectors.timeslots import series_edges, slot_keys, slot_labels
 from providers.models import ChainStep, FallbackChain
 
 
-def pct(part: float, whole: float) -> float | None:
-    return round(100 * part / whole, 2) if whole else None
+def pct(part: float | Decimal, whole: float | Decimal) -> float | None:
+    """part / whole in percent, rounded to 2 decimals (half to even, on the exact ratio)."""
+    if not whole:
+        return None
+    return float(round(Decimal(part) * 100 / Decimal(whole), 2))
 
 
 def _completion_counts(rows: list[dict]) -> dict[str, int]:

@@ -12,7 +12,7 @@
     if (!tz) return false;
     const current = document.cookie.split("; ").find((c) => c.startsWith(TZ_COOKIE + "="));
     if (current && decodeURIComponent(current.split("=")[1]) === tz) return false;
-    document.cookie = `${TZ_COOKIE}=${encodeURIComponent(tz)}; path=/; max-age=31536000; SameSite=Lax`;
+    document.cookie = `${TZ_COOKIE}=${encodeURIComponent(tz)}; path=/; max-age=31536000; SameSite=Lax`; // read with unquote()
     const root = document.querySelector("[data-dashboard-tz]");
     const pinned = new URLSearchParams(location.search).has("tz");
     return Boolean(root && !pinned && root.dataset.dashboardTz !== tz);
@@ -27,8 +27,8 @@
     switch (unit) {
       case "usd": return (v) => (Math.abs(v) >= 1 || v === 0 ? money : smallMoney).format(v);
       case "%": return (v) => `${count.format(v)}%`;
-      case "ms": return (v) => (v >= 10000 ? `${count.format(v / 1000)} s` : `${Math.round(v).toLocaleString()} ms`);
-      case "s": return (v) => `${count.format(v)} s`;
+      case "ms": return (v) => (v >= (short ? 1000 : 10000) ? `${count.format(v / 1000)} s` : `${Math.round(v).toLocaleString()} ms`);
+      case "s": return (v) => (v >= 7200 ? `${count.format(v / 3600)} h` : v >= 120 ? `${count.format(v / 60)} min` : `${count.format(v)} s`);
       default: return (v) => (short ? compact : count).format(v);
     }
   }
@@ -49,6 +49,13 @@
         ticks: { color: TEXT, autoSkip: true, maxRotation: 0, maxTicksLimit: payload.horizontal ? 30 : 12 },
       },
     };
+    if (payload.datasets.some((d) => d.yAxisID === "y1")) {
+      scales.y1 = {
+        position: "right", grid: { drawOnChartArea: false },
+        ticks: { color: TEXT, callback: (v) => short(v), maxTicksLimit: 6 },
+        suggestedMax: payload.unit === "%" ? 100 : undefined,
+      };
+    }
     return {
       type: payload.type,
       data: { labels: payload.labels, datasets: payload.datasets },
