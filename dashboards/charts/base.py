@@ -33,7 +33,7 @@ class ChartData:
     series_names: list[str]
     data: list[list[Number]]  # one list per series, aligned with labels
     kind: str = "bar"  # "bar" | "line"
-    unit: str = "count"  # "count" | "%" | "usd" | "ms" | "s" | "tokens"
+    unit: str = "count"  # "count" | "%" | "usd" | "ms" | "s" | "min" | "h" | "tokens"
     stacked: bool = False
     horizontal: bool = False
     colors: list[str] = field(default_factory=list)

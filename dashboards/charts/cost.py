@@ -38,6 +38,7 @@ class TokensChart(LedgerChartView):
     def build(self, f: Filters) -> ChartData:
         data = tokens_series(f)
         return ChartData(
+            kind="line" if len(data["labels"]) > 48 else "bar",
             labels=data["labels"],
             keys=data["keys"],
             label_title=f"slot start ({f.tz.key})",
@@ -55,16 +56,18 @@ class FailureCostChart(LedgerChartView):
     def build(self, f: Filters) -> ChartData:
         data = failure_cost(f)
         classes = sorted({c for row in data["rows"] for c in row["by_class"]})
+        longest = max((row["time_s"] for row in data["rows"]), default=0.0)
+        unit, per = ("h", 3600) if longest >= 7200 else ("min", 60) if longest >= 300 else ("s", 1)
         return ChartData(
             labels=data["providers"],
             label_title="provider",
             series_names=[outcome_label(c) for c in classes],
-            data=[[round(row["by_class"].get(c, 0.0), 3) for row in data["rows"]] for c in classes],
-            unit="s",
+            data=[[round(row["by_class"].get(c, 0.0) / per, 3) for row in data["rows"]] for c in classes],
+            unit=unit,
             stacked=True,
             horizontal=True,
             colors=[OUTCOME_COLORS.get(c, "#999999") for c in classes],
-            note="Seconds of upstream time per failure class.",
+            note="Upstream time spent per failure class.",
         )
 
 

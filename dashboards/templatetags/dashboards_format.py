@@ -63,4 +63,6 @@ def cell(value: object, unit: str) -> str:
     formats = {"usd": usd, "%": percent, "ms": duration_ms, "s": seconds}
     if unit in formats:
         return formats[unit](value)
+    if unit in ("min", "h"):
+        return f"{value:,.2f} {unit}"
     return f"{value:,}" if isinstance(value, int) else str(value)

@@ -66,3 +66,29 @@ def test_commands_refuse_bad_arguments(db):
         call_command("rana_rollups", since="yesterday")
     with pytest.raises(CommandError):
         call_command("rana_rollups")
+
+
+def test_reconcile_task_repairs_the_last_closed_hours(db):
+    from django.utils import timezone
+
+    from dashboards.tasks import rollups_reconcile
+    from rana_site.celery import app
+
+    now = timezone.now().replace(microsecond=0).isoformat()
+    call_command("rana_synth_ledger", attempts=400, days=0.5, seed=4, end=now, stdout=io.StringIO())
+    hours = AttemptRollup.objects.filter(grain=Grain.HOUR)
+    before = hours.count()
+    lost = hours.order_by("bucket")[1]  # an hour that closed long ago
+    key = {
+        name: getattr(lost, name) for name in ("grain", "bucket", "chain_id", "source", "model", "outcome")
+    }
+    key |= {
+        "provider_name": lost.provider_name,
+        "step_position": lost.step_position,
+        "injected": lost.injected,
+    }
+    lost.delete()  # as if a process had died before adding its rows
+    assert "rollups rebuilt" in rollups_reconcile.delay(hours=24).get()
+    assert hours.count() == before
+    assert AttemptRollup.objects.get(**key).attempts == lost.attempts
+    assert "dashboards-rollups-reconcile" in app.conf.beat_schedule

@@ -28,7 +28,9 @@
       case "usd": return (v) => (Math.abs(v) >= 1 || v === 0 ? money : smallMoney).format(v);
       case "%": return (v) => `${count.format(v)}%`;
       case "ms": return (v) => (v >= (short ? 1000 : 10000) ? `${count.format(v / 1000)} s` : `${Math.round(v).toLocaleString()} ms`);
-      case "s": return (v) => (v >= 7200 ? `${count.format(v / 3600)} h` : v >= 120 ? `${count.format(v / 60)} min` : `${count.format(v)} s`);
+      case "s": return (v) => `${count.format(v)} s`;
+      case "min": return (v) => `${count.format(v)} min`;
+      case "h": return (v) => `${count.format(v)} h`;
       default: return (v) => (short ? compact : count).format(v);
     }
   }
@@ -56,6 +58,7 @@
         suggestedMax: payload.unit === "%" ? 100 : undefined,
       };
     }
+    if (payload.type === "bar") payload.datasets.forEach((d) => { d.maxBarThickness = 28; });
     return {
       type: payload.type,
       data: { labels: payload.labels, datasets: payload.datasets },
