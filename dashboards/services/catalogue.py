@@ -90,6 +90,21 @@ _CHAINS = [  # slug, name, weight, budgets (daily, monthly), steps
 ]  # fmt: skip
 
 
+def _behaviour(provider: Provider, model: str) -> Behaviour:
+    """A known model's behaviour; a simulated provider's from its options (latency, faults)."""
+    if provider.kind != "simulated":
+        return _BEHAVIOURS.get(model, Behaviour())
+    options = provider.options or {}
+    latency = float(options.get("latency_ms") or 400)
+    if options.get("down"):
+        return Behaviour(latency_ms=latency, failure_rate=1.0, failures=(("connection_error", 1.0),))
+    if options.get("hang"):
+        return Behaviour(latency_ms=latency, failure_rate=1.0, failures=(("timeout", 1.0),))
+    kinds = tuple((kind, 1.0) for kind in options.get("failure_kinds") or ()) or Behaviour().failures
+    rate = float(options.get("failure_rate") or 0.02)
+    return Behaviour(latency_ms=latency, ttft_ms=latency / 3, failure_rate=rate, failures=kinds)
+
+
 def _price(kind: str, model: str) -> Price | None:
     row = price_lookup(kind, model)
     return Price(row.input_per_mtok, row.output_per_mtok, row.cached_input_per_mtok) if row else None
@@ -132,7 +147,7 @@ def chains_load(slugs: list[str] | None) -> list[Chain]:
                 provider_name=s.provider.name,
                 provider_kind=s.provider.kind,
                 model=s.model,
-                behaviour=_BEHAVIOURS.get(s.model, Behaviour()),
+                behaviour=_behaviour(s.provider, s.model),
                 price=_price(s.provider.kind, s.model),
             )
             for s in row.steps.all()
