@@ -72,8 +72,8 @@ def rollups_add(rows: Iterable[Completion | Attempt]) -> None:
 
 
 def on_ledger_rows_written(sender: Any, rows: list, **kwargs: Any) -> None:
+    """Never raises: the ledger is written already; the reconcile task repairs a failed add."""
     try:
         rollups_add(rows)
     except Exception:
         log.exception("rollups: adding %d ledger rows failed; the reconcile task will repair", len(rows))
-        raise

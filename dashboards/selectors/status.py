@@ -16,6 +16,7 @@ from dashboards.models import ProviderStatus
 from dashboards.outcomes import NOT_COUNTED_IN_ERROR_RATE, SUCCESS
 from dashboards.selectors.reliability import pct
 from providers.models import Attempt, Provider
+from providers.secrets import redact
 
 RECENT = dt.timedelta(minutes=15)
 
@@ -32,7 +33,7 @@ def _latest(notes: list[ProviderStatus]) -> dict:
             out["last_error_at"] = note.last_error_at
             out["last_error_class"] = note.last_error_class
             out["last_error_status"] = note.last_error_status
-            out["last_error_message"] = note.last_error_message
+            out["last_error_message"] = redact(note.last_error_message)  # masked once more, to be sure
     return out
 
 

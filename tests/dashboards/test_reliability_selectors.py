@@ -146,3 +146,10 @@ def test_provider_status_reads_the_last_15_minutes(record, two_providers):
     assert (p2["name"], p2["state"], p2["last_success_at"]) == ("p2", "idle", None)
     with_injected = provider_status(now=now, include_injected=True)[0]
     assert (with_injected["recent_error_rate"], with_injected["last_error_class"]) == (66.67, "rate_limited")
+
+
+def test_provider_status_masks_key_shaped_text_in_error_messages(record, two_providers):
+    leaked = attempt(outcome="auth_error", error_message="401 invalid key sk-abcdefghijklmnop1234")
+    record(request_rows(at=T0, attempts=[leaked]))
+    p1 = provider_status(now=T0 + MIN)[0]
+    assert p1["last_error_message"] == "401 invalid key ••••1234"
