@@ -64,9 +64,6 @@ def _announce(rows: list[Completion | Attempt]) -> None:
             log.error("ledger_rows_written receiver %r failed: %r", receiver, result)
 
 
-_HURRY = object()  # queued by flush(): write what has gathered without waiting
-
-
 class BufferedRecorder:
     def __init__(self, *, interval_s: float = 0.05, max_batch: int = 2000) -> None:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -77,6 +74,7 @@ class BufferedRecorder:
         self._idle = threading.Condition(self._lock)
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._hurry = threading.Event()  # set by flush(): write what has gathered now
 
     def submit(self, row: Completion | Attempt) -> None:
         with self._lock:
@@ -89,7 +87,7 @@ class BufferedRecorder:
     def flush(self, timeout_s: float = 10.0) -> bool:
         """Block until every submitted row is written (or the timeout passes)."""
         if self._pending:
-            self._queue.put(_HURRY)
+            self._hurry.set()
         deadline = time.monotonic() + timeout_s
         with self._idle:
             while self._pending:
@@ -100,27 +98,24 @@ class BufferedRecorder:
         return True
 
     def _take_batch(self) -> list:
-        """The rows that arrive within one flush interval of the first (or until a flush)."""
-        first = self._queue.get()
-        batch = [] if first is _HURRY else [first]
-        deadline = time.monotonic() + (0 if first is _HURRY else self._interval_s)
+        """The first row, then what else arrives within one flush interval (cut short by flush()).
+
+        The writer sleeps through the interval instead of waking for each row, so the serving
+        thread is not interrupted (GIL hand-overs) once per row."""
+        batch = [self._queue.get()]
+        self._hurry.wait(self._interval_s)
+        self._hurry.clear()
         while len(batch) < self._max_batch:
-            left = deadline - time.monotonic()
             try:
-                row = self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
+                batch.append(self._queue.get_nowait())
             except queue.Empty:
                 break
-            if row is _HURRY:
-                deadline = 0.0
-            else:
-                batch.append(row)
         return batch
 
     def _run(self) -> None:
         while True:
             batch = self._take_batch()
-            if batch:
-                self._write_with_retry(batch)
+            self._write_with_retry(batch)
             with self._idle:
                 self._pending -= len(batch)
                 if not self._pending:
