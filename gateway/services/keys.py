@@ -23,7 +23,7 @@ from decimal import Decimal
 
 from asgiref.sync import sync_to_async
 from django.core.cache import cache
-from django.db import IntegrityError, close_old_connections, transaction
+from django.db import IntegrityError, OperationalError, close_old_connections, transaction
 from django.utils import timezone
 
 from gateway.models import KEY_PREFIX, PREFIX_LENGTH, GatewayKey
@@ -223,10 +223,17 @@ def _touch(key_id: int, wall: float) -> None:
         _write_last_used(key_id, wall)
 
 
-def _write_last_used(key_id: int, wall: float) -> None:
-    try:
-        close_old_connections()
-        when = dt.datetime.fromtimestamp(wall, tz=dt.UTC)
-        GatewayKey.objects.filter(pk=key_id).update(last_used_at=when)
-    except Exception:
-        log.exception("could not record last use of gateway key %s", key_id)
+def _write_last_used(key_id: int, wall: float, tries: int = 3) -> None:
+    """Best effort, on an executor thread: a few tries when the database is busy."""
+    when = dt.datetime.fromtimestamp(wall, tz=dt.UTC)
+    for attempt in range(tries):
+        try:
+            close_old_connections()
+            GatewayKey.objects.filter(pk=key_id).update(last_used_at=when)
+            return
+        except OperationalError:
+            time.sleep(0.05 * (attempt + 1))
+        except Exception:
+            log.exception("could not record the last use of gateway key %s", key_id)
+            return
+    log.warning("could not record the last use of gateway key %s: the database stayed busy", key_id)
