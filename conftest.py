@@ -28,3 +28,11 @@ def pytest_configure(config):
         **settings.STORAGES,
         "staticfiles": {"BACKEND": os.environ["RANA_STATICFILES_STORAGE"]},
     }
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Close the ledger writer's database connection so the test database can be dropped."""
+    from providers.services import recorder
+
+    if recorder._recorder is not None:
+        recorder._recorder.close()

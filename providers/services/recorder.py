@@ -64,6 +64,9 @@ def _announce(rows: list[Completion | Attempt]) -> None:
             log.error("ledger_rows_written receiver %r failed: %r", receiver, result)
 
 
+_STOP = object()  # queued by close(): the writer thread ends after this batch
+
+
 class BufferedRecorder:
     def __init__(self, *, interval_s: float = 0.05, max_batch: int = 2000) -> None:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -97,6 +100,16 @@ class BufferedRecorder:
                 self._idle.wait(left)
         return True
 
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Write what is pending, then stop the writer thread and close its connection."""
+        self.flush(timeout_s)
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None and thread.is_alive():
+            self._queue.put(_STOP)
+            self._hurry.set()
+            thread.join(timeout_s)
+
     def _take_batch(self) -> list:
         """The first row, then what else arrives within one flush interval (cut short by flush()).
 
@@ -115,11 +128,17 @@ class BufferedRecorder:
     def _run(self) -> None:
         while True:
             batch = self._take_batch()
-            self._write_with_retry(batch)
+            stop = any(row is _STOP for row in batch)
+            batch = [row for row in batch if row is not _STOP]
+            if batch:
+                self._write_with_retry(batch)
             with self._idle:
                 self._pending -= len(batch)
                 if not self._pending:
                     self._idle.notify_all()
+            if stop:
+                connection.close()
+                return
 
     def _write_with_retry(self, batch: list) -> None:
         for attempt in range(5):
@@ -150,6 +169,10 @@ class SyncRecorder:
 
     def flush(self, timeout_s: float = 10.0) -> bool:
         return True
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Close the helper thread's database connection."""
+        self._executor.submit(lambda: connection.close()).result(timeout_s)
 
 
 _recorder: BufferedRecorder | SyncRecorder | None = None

@@ -40,7 +40,7 @@ def buffered(monkeypatch):
     buffer = recorder.BufferedRecorder(interval_s=0.05)
     monkeypatch.setattr(recorder, "_recorder", buffer)
     yield buffer
-    buffer.flush(5)
+    buffer.close()
 
 
 async def test_first_attempt_is_stored_while_the_request_is_still_running(buffered):

@@ -42,6 +42,20 @@ def _holds(predicate) -> bool:
         return False
 
 
+@pytest.fixture
+def buffered_recorder():
+    """A BufferedRecorder factory whose writer threads are stopped (connections closed) after."""
+    made = []
+
+    def make(**kwargs) -> BufferedRecorder:
+        made.append(BufferedRecorder(**kwargs))
+        return made[-1]
+
+    yield make
+    for recorder in made:
+        recorder.close()
+
+
 def wait_for(predicate, timeout_s: float) -> float:
     """Poll until predicate() is true; return the seconds it took (fails past the timeout)."""
     start = time.monotonic()
@@ -53,8 +67,8 @@ def wait_for(predicate, timeout_s: float) -> float:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_buffered_rows_reach_the_database_within_100ms():
-    recorder = BufferedRecorder(interval_s=0.05)
+def test_buffered_rows_reach_the_database_within_100ms(buffered_recorder):
+    recorder = buffered_recorder(interval_s=0.05)
     completion_id = new_request_id()
     took = []
     for i in range(20):
@@ -65,8 +79,8 @@ def test_buffered_rows_reach_the_database_within_100ms():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_completion_rows_are_upserted_latest_state_wins():
-    recorder = BufferedRecorder()
+def test_completion_rows_are_upserted_latest_state_wins(buffered_recorder):
+    recorder = buffered_recorder()
     request_id = new_request_id()
     now = timezone.now()
     for outcome in ("running", "success"):
@@ -80,8 +94,8 @@ def test_completion_rows_are_upserted_latest_state_wins():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_many_rows_from_many_requests_are_written_in_batches():
-    recorder = BufferedRecorder()
+def test_many_rows_from_many_requests_are_written_in_batches(buffered_recorder):
+    recorder = buffered_recorder()
     ids = [new_request_id() for _ in range(50)]
     for completion_id in ids:
         for retry in range(4):
