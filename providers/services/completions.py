@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import random
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +34,8 @@ from providers.services.ledger import Caller, RequestLedger
 from providers.signals import completion_recorded, fallback_happened
 
 log = logging.getLogger("rana.service")
+_JITTER = random.Random()  # backoff jitter for every request (a new Random per request costs a seeding)
+os.register_at_fork(after_in_child=_JITTER.seed)  # worker processes must not jitter in step
 
 ChainRef = str | FallbackChain | None
 DEFAULT_CALLER = Caller()
@@ -126,6 +130,7 @@ def engine_deps(ledger: RequestLedger, overrides: Mapping[str, Any] | None = Non
         "on_attempt": on_attempt,
         "on_fallback": on_fallback,
         "is_circuit_open": breaker.is_open,
+        "rng": _JITTER,
     }
     deps.update(overrides or {})
     if "client" not in deps:
