@@ -12,5 +12,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("playground/", include("playground.urls")),
     path("dashboards/", include("dashboards.urls")),
+    path("completions/", include("gateway.urls_pages")),
     path("v1/", include("gateway.urls")),  # served by gateway.asgi under ASGI (see rana_site/asgi.py)
 ]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
 import orjson
+from django.urls import reverse
 
 from providers.engine.results import AttemptRecord
 from providers.engine.types import Usage
@@ -26,6 +28,16 @@ def money(value: Decimal | None) -> str:
 
 def completion_id(request_id: uuid.UUID) -> str:
     return f"chatcmpl-{request_id.hex}"
+
+
+@functools.cache
+def _timeline_prefix() -> str:
+    return reverse("completions:lookup")
+
+
+def timeline_url(request_id: uuid.UUID | None) -> str | None:
+    """Where the UI shows this completion's timeline (a path on this server)."""
+    return f"{_timeline_prefix()}{request_id}/" if request_id else None
 
 
 def calls_made(attempts: Sequence[AttemptRecord]) -> int:
@@ -69,6 +81,7 @@ def rana_meta(
         "unpriced": unpriced,
         "cache_hit": cache_hit,
         "attempts": [attempt_json(a) for a in attempts],
+        "timeline_url": timeline_url(request_id),
     }
 
 

@@ -159,3 +159,23 @@ async def test_stream_cut_after_the_first_token_ends_in_band_without_done(api, a
     assert len(upstream.requests) == 1  # no fallback after the first token
     completion = await Completion.objects.aget(id=response.headers["x-rana-request-id"])
     assert completion.outcome == "stream_interrupted"
+
+
+async def test_a_cached_answer_says_so_and_calls_no_provider(api, api_key, upstream, main_chain):
+    main_chain.cache_ttl_s = 60
+    await main_chain.asave()
+    payload = {"model": "main", "messages": HELLO, "temperature": 0}
+    first = await api.post(URL, json=payload, headers=auth(api_key))
+    second = await api.post(URL, json=payload, headers=auth(api_key))
+    streamed = await api.post(URL, json={**payload, "stream": True}, headers=auth(api_key))
+    assert len(upstream.requests) == 1
+    assert (
+        second.json()["choices"][0]["message"]["content"] == first.json()["choices"][0]["message"]["content"]
+    )
+    assert second.headers["x-rana-cache"] == "hit" and second.headers["x-rana-attempts"] == "0"
+    assert second.headers["x-rana-provider"] == "fake" and second.json()["rana"]["cache_hit"] is True
+    assert streamed.headers["x-rana-cache"] == "hit" and sse_data(streamed.content)[-1] == "[DONE]"
+    text = "".join(
+        c["choices"][0]["delta"].get("content") or "" for c in sse_json(streamed.content) if c["choices"]
+    )
+    assert text == first.json()["choices"][0]["message"]["content"]
