@@ -12,6 +12,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
+from django.db import connection
 from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
 
 from dashboards.rollups.specs import ATTEMPTS, COMPLETIONS, LedgerSpec, Row
@@ -41,19 +42,52 @@ def dimension_filters(spec: LedgerSpec, f: Filters) -> dict[str, Any]:
     return wanted
 
 
-def _ranges_q(ranges: Sequence[tuple[str, dt.datetime, dt.datetime]], field: str, rollup: bool) -> Q | None:
-    """OR of [start, end) ranges on `field` (on rollups, each for its grain), merged where they touch."""
+Range = tuple[str, dt.datetime, dt.datetime]  # (kind, start, end)
+Ranges = Sequence[Range]
+
+
+def _merged(ranges: Ranges) -> list[Range]:
+    """(kind, start, end) ranges, deduplicated and merged where they touch or overlap."""
     merged: list[list] = []
     for kind, start, end in sorted(set(ranges)):
         if merged and merged[-1][0] == kind and start <= merged[-1][2]:
             merged[-1][2] = max(merged[-1][2], end)
         else:
             merged.append([kind, start, end])
+    return [(kind, start, end) for kind, start, end in merged]
+
+
+def _ranges_q(ranges: Ranges, field: str) -> Q | None:
+    """OR of [start, end) ranges of the raw ledger's time field."""
     q = None
-    for kind, start, end in merged:
-        part = Q(**{f"{field}__gte": start, f"{field}__lt": end}) & (Q(grain=kind) if rollup else Q())
+    for _, start, end in _merged(ranges):
+        part = Q(**{f"{field}__gte": start, f"{field}__lt": end})
         q = part if q is None else q | part
     return q
+
+
+def _rollup_groups(spec: LedgerSpec, ranges: Ranges, wanted: dict, group: list, aggs: dict) -> list[Row]:
+    """Rollup rows in the ranges (each of its grain), summed per `group`.
+
+    PostgreSQL takes one WHERE with the ranges OR-ed (a bitmap OR over the (grain, bucket)
+    index). SQLite's planner may answer that with a scan of the whole index, so there each range
+    is its own UNION ALL part, an index search; groups never span two ranges.
+    """
+    merged = _merged(ranges)
+    if connection.vendor != "sqlite" or len(merged) == 1:
+        where = None
+        for kind, start, end in merged:
+            part = Q(grain=kind, bucket__gte=start, bucket__lt=end)
+            where = part if where is None else where | part
+        return _grouped(spec.rollup.objects.filter(where, **wanted), group, aggs)
+    parts = [
+        spec.rollup.objects.filter(grain=kind, bucket__gte=start, bucket__lt=end, **wanted)
+        for kind, start, end in merged
+    ]
+    if not group:
+        return [row for part in parts for row in _grouped(part, (), aggs)]
+    parts = [part.order_by().values(*group).annotate(**aggs) for part in parts]
+    return list(parts[0].union(*parts[1:], all=True))
 
 
 class _Sums:
@@ -62,15 +96,20 @@ class _Sums:
         self.rows: dict[tuple, Row] = {}
 
     def add(self, slot: int, values: Row, sign: int = 1) -> None:
+        self.add_to(((slot, sign),), values)
+
+    def add_to(self, slots: Sequence[tuple[int, int]], values: Row) -> None:
+        """Add one aggregated row to each (slot, sign) it counts towards."""
         nulls = self.spec.dims
-        key = (slot, *(nulls[b] if values[b] is None else values[b] for b in self.by))
+        dims = tuple(nulls[b] if values[b] is None else values[b] for b in self.by)
         measures = self.spec.measures_of(values, self.histograms)
-        row = self.rows.get(key)
-        if row is None:
-            row = self.rows[key] = {"slot": slot, **dict(zip(self.by, key[1:], strict=True))}
-            row |= self.spec.empty_measures(self.histograms)
-        for name, value in measures.items():
-            row[name] += value if sign > 0 else -value
+        for slot, sign in slots:
+            row = self.rows.get((slot, *dims))
+            if row is None:
+                row = self.rows[(slot, *dims)] = {"slot": slot, **dict(zip(self.by, dims, strict=True))}
+                row |= self.spec.empty_measures(self.histograms)
+            for name, value in measures.items():
+                row[name] += value if sign > 0 else -value
 
     def result(self) -> list[Row]:
         return [row for row in self.rows.values() if any(row[name] for name in self.spec.names(False))]
@@ -89,12 +128,11 @@ def _totals(spec: LedgerSpec, f: Filters, by: Sequence[str], histograms: bool, w
     pieces = cover([f.start, f.end])
     ranges = [(p.kind, p.start, p.end) for p in pieces if p.kind != "raw"]
     if ranges:
-        rows = spec.rollup.objects.filter(_ranges_q(ranges, "bucket", rollup=True), **wanted)
-        for row in _grouped(rows, by, spec.rollup_aggregates(histograms)):
+        for row in _rollup_groups(spec, ranges, wanted, list(by), spec.rollup_aggregates(histograms)):
             sums.add(0, row)
     ranges = [(p.kind, p.start, p.end) for p in pieces if p.kind == "raw"]
     if ranges:
-        rows = spec.raw_rows().filter(_ranges_q(ranges, spec.time_field, rollup=False), **wanted)
+        rows = spec.raw_rows().filter(_ranges_q(ranges, spec.time_field), **wanted)
         for row in _grouped(rows, by, spec.raw_aggregates(histograms)):
             sums.add(0, row)
     return sums
@@ -118,11 +156,10 @@ def _series(spec: LedgerSpec, f: Filters, by: Sequence[str], histograms: bool, w
     rolled = [p for p in pieces if p.kind != "raw"]
     if rolled:
         slots = _bucket_slots(rolled)
-        where = _ranges_q([(p.kind, p.start, p.end) for p in rolled], "bucket", rollup=True)
-        rows = spec.rollup.objects.filter(where, **wanted)
-        for row in _grouped(rows, [*by, "grain", "bucket"], spec.rollup_aggregates(histograms)):
-            for slot, sign in slots.get((row["grain"], row["bucket"]), ()):
-                sums.add(slot, row, sign)
+        ranges = [(p.kind, p.start, p.end) for p in rolled]
+        group = [*by, "grain", "bucket"]
+        for row in _rollup_groups(spec, ranges, wanted, group, spec.rollup_aggregates(histograms)):
+            sums.add_to(slots.get((row["grain"], row["bucket"]), ()), row)
     raw = sorted({(p.start, p.end) for p in pieces if p.kind == "raw"})
     if raw:
         field = spec.time_field
@@ -133,13 +170,12 @@ def _series(spec: LedgerSpec, f: Filters, by: Sequence[str], histograms: bool, w
             ),
             output_field=IntegerField(),
         )
-        where = _ranges_q([("raw", lo, hi) for lo, hi in raw], field, rollup=False)
+        where = _ranges_q([("raw", lo, hi) for lo, hi in raw], field)
         rows = spec.raw_rows().filter(where, **wanted).annotate(raw_piece=which)
         for row in _grouped(rows, [*by, "raw_piece"], spec.raw_aggregates(histograms)):
             lo, hi = raw[row["raw_piece"]]
-            for piece in pieces:
-                if piece.kind == "raw" and (piece.start, piece.end) == (lo, hi):
-                    sums.add(piece.slot, row, piece.sign)
+            targets = [(p.slot, p.sign) for p in pieces if p.kind == "raw" and (p.start, p.end) == (lo, hi)]
+            sums.add_to(targets, row)
     return sums
 
 
