@@ -19,27 +19,20 @@ api_error -> server_error. An `error` event inside a stream maps the same way.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import aclosing
 from typing import Any
 
-import httpx
-
-from providers.engine.types import ChatRequest, ChatResponse, FailureClass, ProviderError, StreamEvent, Usage
+from providers.engine.types import ChatRequest, ChatResponse, FailureClass, StreamEvent, Usage
 
 from .common import (
+    HttpAdapter,
     UpstreamCall,
     count,
     default_classify,
     error_from_payload,
-    iter_sse,
     merge_turns,
-    open_stream,
     parse_json,
-    post_json,
     stream_ended_early,
     timeout_for,
-    with_usage,
 )
 from .errors import check_api_key
 from .sse import SSEEvent
@@ -210,10 +203,10 @@ class _StreamState:
         return StreamEvent(finish_reason=finish_reason, usage=self.usage)
 
 
-class AnthropicAdapter:
+class AnthropicAdapter(HttpAdapter):
     kind = "anthropic"
 
-    def _call(self, request: ChatRequest, *, stream: bool) -> UpstreamCall:
+    def call_for(self, request: ChatRequest, *, stream: bool) -> UpstreamCall:
         api_key = request.provider.api_key
         check_api_key(api_key)
         return UpstreamCall(
@@ -229,22 +222,11 @@ class AnthropicAdapter:
             classify=classify,
         )
 
-    async def complete(self, request: ChatRequest, client: httpx.AsyncClient) -> ChatResponse:
-        call = self._call(request, stream=False)
-        return parse_message(call, await post_json(client, call), request.model)
+    def parse(self, call: UpstreamCall, data: Any, model: str) -> ChatResponse:
+        return parse_message(call, data, model)
 
-    async def stream(self, request: ChatRequest, client: httpx.AsyncClient) -> AsyncIterator[StreamEvent]:
-        call = self._call(request, stream=True)
-        state = _StreamState(call)
-        try:
-            async with open_stream(client, call) as response, aclosing(iter_sse(call, response)) as events:
-                async for event in events:
-                    text = state.feed(event)
-                    if text:
-                        yield StreamEvent(text=text)
-        except ProviderError as exc:
-            raise with_usage(exc, state.usage) from None
-        yield state.final_event()
+    def stream_state(self, call: UpstreamCall) -> _StreamState:
+        return _StreamState(call)
 
 
 ADAPTERS = (AnthropicAdapter(),)

@@ -18,13 +18,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
-from providers.engine.types import ChatRequest, FailureClass, Message, ProviderError, Usage
+from providers.engine.types import (
+    ChatRequest,
+    ChatResponse,
+    FailureClass,
+    Message,
+    ProviderError,
+    StreamEvent,
+    Usage,
+)
 
 from .errors import class_for_status, from_transport, provider_error, redirect_error
 from .retry_after import gemini_retry_delay, parse_retry_after
@@ -201,3 +209,45 @@ def with_usage(exc: ProviderError, usage: Usage | None) -> ProviderError:
     if exc.usage is None and usage is not None:
         exc.usage = usage
     return exc
+
+
+class StreamState(Protocol):
+    """What one stream has said so far (per protocol): text out of each event, then the end."""
+
+    usage: Usage | None
+
+    def feed(self, event: SSEEvent) -> str: ...
+
+    def final_event(self) -> StreamEvent: ...
+
+
+class HttpAdapter:
+    """The shape every HTTP adapter shares; a protocol supplies the call, the parser and a stream state."""
+
+    kind: str
+
+    def call_for(self, request: ChatRequest, *, stream: bool) -> UpstreamCall:
+        raise NotImplementedError
+
+    def parse(self, call: UpstreamCall, data: Any, model: str) -> ChatResponse:
+        raise NotImplementedError
+
+    def stream_state(self, call: UpstreamCall) -> StreamState:
+        raise NotImplementedError
+
+    async def complete(self, request: ChatRequest, client: httpx.AsyncClient) -> ChatResponse:
+        call = self.call_for(request, stream=False)
+        return self.parse(call, await post_json(client, call), request.model)
+
+    async def stream(self, request: ChatRequest, client: httpx.AsyncClient) -> AsyncIterator[StreamEvent]:
+        call = self.call_for(request, stream=True)
+        state = self.stream_state(call)
+        try:
+            async with open_stream(client, call) as response, aclosing(iter_sse(call, response)) as events:
+                async for event in events:
+                    text = state.feed(event)
+                    if text:
+                        yield StreamEvent(text=text)
+        except ProviderError as exc:
+            raise with_usage(exc, state.usage) from None
+        yield state.final_event()

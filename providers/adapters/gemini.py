@@ -21,30 +21,24 @@ A stream has no end marker: it is complete once a chunk carried a finishReason.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import aclosing
 from typing import Any
 from urllib.parse import quote
 
-import httpx
-
-from providers.engine.types import ChatRequest, ChatResponse, FailureClass, ProviderError, StreamEvent, Usage
+from providers.engine.types import ChatRequest, ChatResponse, FailureClass, StreamEvent, Usage
 
 from .common import (
+    HttpAdapter,
     UpstreamCall,
     count,
     default_classify,
     error_from_payload,
-    iter_sse,
     merge_turns,
-    open_stream,
     parse_json,
-    post_json,
     stream_ended_early,
     timeout_for,
-    with_usage,
 )
 from .errors import check_api_key
+from .sse import SSEEvent
 
 FINISH_REASONS = {
     "STOP": "stop",
@@ -187,7 +181,8 @@ class _StreamState:
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
 
-    def feed(self, data: str) -> str:
+    def feed(self, event: SSEEvent) -> str:
+        data = event.data
         chunk = parse_json(self.call, data, what="stream event")
         if isinstance(chunk, dict) and isinstance(chunk.get("usageMetadata"), dict):
             self.usage = parse_usage(chunk["usageMetadata"])
@@ -209,10 +204,10 @@ class _StreamState:
         return StreamEvent(finish_reason=self.finish_reason, usage=self.usage)
 
 
-class GeminiAdapter:
+class GeminiAdapter(HttpAdapter):
     kind = "gemini"
 
-    def _call(self, request: ChatRequest, *, stream: bool) -> UpstreamCall:
+    def call_for(self, request: ChatRequest, *, stream: bool) -> UpstreamCall:
         api_key = request.provider.api_key
         check_api_key(api_key)
         model = quote(request.model.removeprefix("models/"), safe="-._~@")
@@ -229,22 +224,11 @@ class GeminiAdapter:
             classify=classify,
         )
 
-    async def complete(self, request: ChatRequest, client: httpx.AsyncClient) -> ChatResponse:
-        call = self._call(request, stream=False)
-        return parse_response(call, await post_json(client, call), request.model)
+    def parse(self, call: UpstreamCall, data: Any, model: str) -> ChatResponse:
+        return parse_response(call, data, model)
 
-    async def stream(self, request: ChatRequest, client: httpx.AsyncClient) -> AsyncIterator[StreamEvent]:
-        call = self._call(request, stream=True)
-        state = _StreamState(call)
-        try:
-            async with open_stream(client, call) as response, aclosing(iter_sse(call, response)) as events:
-                async for event in events:
-                    text = state.feed(event.data)
-                    if text:
-                        yield StreamEvent(text=text)
-        except ProviderError as exc:
-            raise with_usage(exc, state.usage) from None
-        yield state.final_event()
+    def stream_state(self, call: UpstreamCall) -> _StreamState:
+        return _StreamState(call)
 
 
 ADAPTERS = (GeminiAdapter(),)

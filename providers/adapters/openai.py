@@ -18,28 +18,22 @@ finish_reason and then ended cleanly is accepted as complete.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import aclosing
 from typing import Any
 
-import httpx
-
-from providers.engine.types import ChatRequest, ChatResponse, FailureClass, ProviderError, StreamEvent, Usage
+from providers.engine.types import ChatRequest, ChatResponse, FailureClass, StreamEvent, Usage
 
 from .common import (
+    HttpAdapter,
     UpstreamCall,
     count,
     default_classify,
     error_from_payload,
-    iter_sse,
-    open_stream,
     parse_json,
-    post_json,
     stream_ended_early,
     timeout_for,
-    with_usage,
 )
 from .errors import check_api_key
+from .sse import SSEEvent
 
 _COMPLETION_TOKENS_MODELS = ("o1", "o3", "o4", "gpt-5")
 _QUOTA_CODES = {"insufficient_quota", "billing_hard_limit_reached", "billing_not_active"}
@@ -164,7 +158,8 @@ class _StreamState:
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
 
-    def feed(self, data: str) -> str:
+    def feed(self, event: SSEEvent) -> str:
+        data = event.data
         if self.done:
             return ""
         if data.strip() == "[DONE]":
@@ -198,13 +193,13 @@ class _StreamState:
         return StreamEvent(finish_reason=self.finish_reason, usage=self.usage)
 
 
-class OpenAIAdapter:
+class OpenAIAdapter(HttpAdapter):
     """The OpenAI chat-completions protocol, registered once per kind that speaks it."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
 
-    def _call(self, request: ChatRequest, *, stream: bool) -> UpstreamCall:
+    def call_for(self, request: ChatRequest, *, stream: bool) -> UpstreamCall:
         api_key = request.provider.api_key
         check_api_key(api_key)
         headers = {"accept": "text/event-stream" if stream else "application/json"}
@@ -219,22 +214,11 @@ class OpenAIAdapter:
             classify=classify,
         )
 
-    async def complete(self, request: ChatRequest, client: httpx.AsyncClient) -> ChatResponse:
-        call = self._call(request, stream=False)
-        return parse_completion(call, await post_json(client, call), request.model)
+    def parse(self, call: UpstreamCall, data: Any, model: str) -> ChatResponse:
+        return parse_completion(call, data, model)
 
-    async def stream(self, request: ChatRequest, client: httpx.AsyncClient) -> AsyncIterator[StreamEvent]:
-        call = self._call(request, stream=True)
-        state = _StreamState(call)
-        try:
-            async with open_stream(client, call) as response, aclosing(iter_sse(call, response)) as events:
-                async for event in events:
-                    text = state.feed(event.data)
-                    if text:
-                        yield StreamEvent(text=text)
-        except ProviderError as exc:
-            raise with_usage(exc, state.usage) from None
-        yield state.final_event()
+    def stream_state(self, call: UpstreamCall) -> _StreamState:
+        return _StreamState(call)
 
 
 ADAPTERS = (OpenAIAdapter("openai"), OpenAIAdapter("openai_compatible"))
