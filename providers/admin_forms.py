@@ -9,6 +9,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from providers.models import ChainStep, FallbackChain, Provider, ProviderKind
+from providers.models.chain import CHAIN_CONFIG_FIELDS
 from providers.models.provider import KINDS_NEEDING_KEY
 from providers.services.chain_rules import StepDraft, chain_steps_problem
 
@@ -66,24 +67,7 @@ class ProviderAdminForm(forms.ModelForm):
 class FallbackChainAdminForm(forms.ModelForm):
     class Meta:
         model = FallbackChain
-        fields = [
-            "name",
-            "slug",
-            "description",
-            "is_default",
-            "default_retries",
-            "backoff_base_s",
-            "backoff_cap_s",
-            "step_timeout_s",
-            "first_token_timeout_s",
-            "max_retry_after_s",
-            "deadline_s",
-            "max_attempts",
-            "content_filter_policy",
-            "daily_budget_usd",
-            "monthly_budget_usd",
-            "cache_ttl_s",
-        ]
+        fields = list(CHAIN_CONFIG_FIELDS)
         help_texts = {
             "is_default": "Requests that name no chain use this one; ticking it unticks the old default."
         }

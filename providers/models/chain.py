@@ -95,6 +95,27 @@ class FallbackChain(models.Model):
             raise ValidationError({"backoff_cap_s": "The backoff cap must be at least the base."})
 
 
+# The fields an operator configures on a chain (admin form, configuration as code).
+CHAIN_CONFIG_FIELDS = (
+    "name",
+    "slug",
+    "description",
+    "is_default",
+    "default_retries",
+    "backoff_base_s",
+    "backoff_cap_s",
+    "step_timeout_s",
+    "first_token_timeout_s",
+    "max_retry_after_s",
+    "deadline_s",
+    "max_attempts",
+    "content_filter_policy",
+    "daily_budget_usd",
+    "monthly_budget_usd",
+    "cache_ttl_s",
+)
+
+
 class ChainStep(models.Model):
     chain = models.ForeignKey(FallbackChain, on_delete=models.CASCADE, related_name="steps")
     position = models.PositiveIntegerField(default=0, db_index=True)

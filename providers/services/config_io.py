@@ -18,29 +18,13 @@ import yaml
 from django.db import transaction
 
 from providers.models import FallbackChain, ModelPrice, Provider
+from providers.models.chain import CHAIN_CONFIG_FIELDS
 
 from .config_apply import ImportRun
 
 CONFIG_VERSION = 1
 PROVIDER_FIELDS = ("name", "kind", "base_url", "enabled", "options")
-CHAIN_FIELDS = (
-    "name",
-    "slug",
-    "description",
-    "is_default",
-    "default_retries",
-    "backoff_base_s",
-    "backoff_cap_s",
-    "step_timeout_s",
-    "first_token_timeout_s",
-    "max_retry_after_s",
-    "deadline_s",
-    "max_attempts",
-    "content_filter_policy",
-    "daily_budget_usd",
-    "monthly_budget_usd",
-    "cache_ttl_s",
-)
+CHAIN_FIELDS = CHAIN_CONFIG_FIELDS
 STEP_FIELDS = ("model", "enabled", "retries", "timeout_s", "delay_s")
 PRICE_FIELDS = (
     "provider_kind",
