@@ -12,8 +12,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from django.db import connection
-from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
+from django.db.models import Case, CharField, DateTimeField, F, Func, IntegerField, Q, QuerySet, Value, When
 
 from dashboards.rollups.specs import ATTEMPTS, COMPLETIONS, LedgerSpec, Row
 from dashboards.rollups.timegrid import DAY, HOUR, cover
@@ -66,28 +65,38 @@ def _ranges_q(ranges: Ranges, field: str) -> Q | None:
     return q
 
 
-def _rollup_groups(spec: LedgerSpec, ranges: Ranges, wanted: dict, group: list, aggs: dict) -> list[Row]:
-    """Rollup rows in the ranges (each of its grain), summed per `group`.
+def _rollup_where(ranges: Ranges) -> Q:
+    where = None
+    for kind, start, end in _merged(ranges):
+        part = Q(grain=kind, bucket__gte=start, bucket__lt=end)
+        where = part if where is None else where | part
+    return where
 
-    PostgreSQL takes one WHERE with the ranges OR-ed (a bitmap OR over the (grain, bucket)
-    index). SQLite's planner may answer that with a scan of the whole index, so there each range
-    is its own UNION ALL part, an index search; groups never span two ranges.
+
+def _rollup_groups(
+    spec: LedgerSpec, ranges: Ranges, wanted: dict, by: Sequence[str], aggs: dict
+) -> list[Row]:
+    """Rollup rows in the ranges (each of its grain) summed per `by`."""
+    return _grouped(spec.rollup.objects.filter(_rollup_where(ranges), **wanted), by, aggs)
+
+
+def _rollup_series(
+    spec: LedgerSpec, pieces: Sequence[SignedPiece], wanted: dict, by: Sequence[str], aggs: dict
+):
+    """Rollup rows summed per `by` and per grain and bucket: yields ((slot, sign) targets, row).
+
+    Grain and bucket are grouped through COALESCE(x, x): grouped on the bare columns, SQLite's
+    planner may walk the whole (grain, bucket, ...) unique index in order to skip a sort
+    instead of searching the OR-ed ranges (50 ms instead of 6 ms at a million attempts).
     """
-    merged = _merged(ranges)
-    if connection.vendor != "sqlite" or len(merged) == 1:
-        where = None
-        for kind, start, end in merged:
-            part = Q(grain=kind, bucket__gte=start, bucket__lt=end)
-            where = part if where is None else where | part
-        return _grouped(spec.rollup.objects.filter(where, **wanted), group, aggs)
-    parts = [
-        spec.rollup.objects.filter(grain=kind, bucket__gte=start, bucket__lt=end, **wanted)
-        for kind, start, end in merged
-    ]
-    if not group:
-        return [row for part in parts for row in _grouped(part, (), aggs)]
-    parts = [part.order_by().values(*group).annotate(**aggs) for part in parts]
-    return list(parts[0].union(*parts[1:], all=True))
+    rows = spec.rollup.objects.filter(_rollup_where([(p.kind, p.start, p.end) for p in pieces]), **wanted)
+    rows = rows.annotate(
+        rollup_grain=Func(F("grain"), F("grain"), function="COALESCE", output_field=CharField()),
+        rollup_bucket=Func(F("bucket"), F("bucket"), function="COALESCE", output_field=DateTimeField()),
+    )
+    slots = _bucket_slots(pieces)
+    for row in _grouped(rows, [*by, "rollup_grain", "rollup_bucket"], aggs):
+        yield slots.get((row["rollup_grain"], row["rollup_bucket"]), ()), row
 
 
 class _Sums:
@@ -128,7 +137,7 @@ def _totals(spec: LedgerSpec, f: Filters, by: Sequence[str], histograms: bool, w
     pieces = cover([f.start, f.end])
     ranges = [(p.kind, p.start, p.end) for p in pieces if p.kind != "raw"]
     if ranges:
-        for row in _rollup_groups(spec, ranges, wanted, list(by), spec.rollup_aggregates(histograms)):
+        for row in _rollup_groups(spec, ranges, wanted, by, spec.rollup_aggregates(histograms)):
             sums.add(0, row)
     ranges = [(p.kind, p.start, p.end) for p in pieces if p.kind == "raw"]
     if ranges:
@@ -155,11 +164,8 @@ def _series(spec: LedgerSpec, f: Filters, by: Sequence[str], histograms: bool, w
     pieces = plan(series_edges(f))
     rolled = [p for p in pieces if p.kind != "raw"]
     if rolled:
-        slots = _bucket_slots(rolled)
-        ranges = [(p.kind, p.start, p.end) for p in rolled]
-        group = [*by, "grain", "bucket"]
-        for row in _rollup_groups(spec, ranges, wanted, group, spec.rollup_aggregates(histograms)):
-            sums.add_to(slots.get((row["grain"], row["bucket"]), ()), row)
+        for targets, row in _rollup_series(spec, rolled, wanted, by, spec.rollup_aggregates(histograms)):
+            sums.add_to(targets, row)
     raw = sorted({(p.start, p.end) for p in pieces if p.kind == "raw"})
     if raw:
         field = spec.time_field
