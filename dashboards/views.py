@@ -52,7 +52,8 @@ def chart_cards(charts: list[type[LedgerChartView]], f: Filters) -> list[dict]:
 def _hidden_injected(f: Filters) -> int:
     if f.include_injected:
         return 0
-    return sum(row["completions"] for row in completion_sums(replace(f, include_injected=True)))
+    rows = completion_sums(replace(f, include_injected=True), measures=("completions",))
+    return sum(row["completions"] for row in rows)
 
 
 def _dashboard(

@@ -8,7 +8,7 @@ last count; tests/dashboards/test_rollups.py checks that they do.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -22,6 +22,7 @@ from providers.models import Attempt, Completion
 
 Row = dict[str, Any]
 _NAMES: dict[tuple[str, bool], tuple[str, ...]] = {}
+_AGGREGATES: dict[str, dict[str, models.Aggregate]] = {}
 
 
 @dataclass(frozen=True)
@@ -61,20 +62,26 @@ class LedgerSpec:
                 values[name] = none
         return values
 
-    def empty_measures(self, histograms: bool = True) -> Row:
-        return {name: _zero(name) for name in self.names(histograms)}
+    def _names(self, names: Sequence[str] | None) -> Sequence[str]:
+        return self.names(True) if names is None else names
 
-    def raw_aggregates(self, histograms: bool = True) -> dict[str, models.Aggregate]:
+    def empty_measures(self, names: Sequence[str] | None = None) -> Row:
+        return {name: _zero(name) for name in self._names(names)}
+
+    def raw_aggregates(self, names: Sequence[str] | None = None) -> dict[str, models.Aggregate]:
         """SQL aggregates over ledger rows, aliased m_<measure> (aliases may not shadow fields)."""
-        return {f"m_{name}": agg for name, agg in self.raw_measures(histograms).items()}
+        every = _AGGREGATES.get(self.raw.__name__)
+        if every is None:
+            every = _AGGREGATES[self.raw.__name__] = self.raw_measures(True)
+        return {f"m_{name}": every[name] for name in self._names(names)}
 
-    def rollup_aggregates(self, histograms: bool = True) -> dict[str, models.Aggregate]:
-        return {f"m_{name}": Sum(name) for name in self.names(histograms)}
+    def rollup_aggregates(self, names: Sequence[str] | None = None) -> dict[str, models.Aggregate]:
+        return {f"m_{name}": Sum(name) for name in self._names(names)}
 
-    def measures_of(self, values: Row, histograms: bool = True) -> Row:
+    def measures_of(self, values: Row, names: Sequence[str] | None = None) -> Row:
         """The measures of an aggregated row, NULL sums read as zero."""
         out = {}
-        for name in self.names(histograms):
+        for name in self._names(names):
             value = values[f"m_{name}"]
             out[name] = _zero(name) if value is None else value
         return out

@@ -34,7 +34,8 @@ def _periods(now: dt.datetime) -> tuple[dt.datetime, dt.datetime, dt.datetime]:
 
 def _spend(start: dt.datetime, end: dt.datetime, chain_id: int | None) -> dict[int, dict]:
     f = Filters(start=start, end=end, tz=default_tz(), chain_id=chain_id, include_injected=True)
-    return {row["chain_id"]: row for row in completion_sums(f, ("chain_id",)) if end > start}
+    rows = completion_sums(f, ("chain_id",), measures=("cost_usd", "unpriced")) if end > start else []
+    return {row["chain_id"]: row for row in rows}
 
 
 def _line(

@@ -19,6 +19,7 @@ from providers.engine.types import Price, Usage
 from providers.models import ChainStep, FallbackChain
 from providers.services.plans import price_lookup
 
+_PREMIUM = ("attempts", "cost_usd", "input_tokens", "output_tokens", "cached_tokens", "unpriced")
 TOP = 8
 OTHER = "Other"
 ZERO = Decimal(0)
@@ -28,7 +29,7 @@ def cost_summary(f: Filters) -> dict:
     rows = attempt_sums(f, ("outcome",))
     total = {k: sum((r[k] for r in rows), ZERO if k == "cost_usd" else 0) for k in _SUMMED}
     failed = [r for r in rows if r["outcome"] != SUCCESS]
-    requests = sum(r["completions"] for r in completion_sums(f))
+    requests = sum(r["completions"] for r in completion_sums(f, measures=("completions",)))
     return {
         **total,
         "requests": requests,
@@ -44,7 +45,7 @@ _SUMMED = ("attempts", "cost_usd", "input_tokens", "output_tokens", "cached_toke
 def spend_series(f: Filters, by: str) -> dict:
     """Spend per time slot and per provider_name or model: the top 8 by spend, then "Other"."""
     edges = series_edges(f)
-    rows = attempt_sums(f, (by,), series=True)
+    rows = attempt_sums(f, (by,), series=True, measures=("cost_usd",))
     totals: dict[str, Decimal] = defaultdict(Decimal)
     for row in rows:
         totals[row[by]] += row["cost_usd"]
@@ -61,7 +62,7 @@ def tokens_series(f: Filters) -> dict:
     edges = series_edges(f)
     slots = len(edges) - 1
     out = {"input_tokens": [0] * slots, "output_tokens": [0] * slots, "cached_tokens": [0] * slots}
-    for row in attempt_sums(f, series=True):
+    for row in attempt_sums(f, series=True, measures=tuple(out)):
         for name, values in out.items():
             values[row["slot"]] += row[name]
     return {"labels": slot_labels(f, edges), "keys": slot_keys(f, edges), **out}
@@ -70,11 +71,11 @@ def tokens_series(f: Filters) -> dict:
 def spend_by(f: Filters, dimension: str) -> list[dict]:
     """Spend per source (from attempts) or per gateway_key_prefix (from completions)."""
     if dimension == "gateway_key_prefix":
-        rows = completion_sums(f, (dimension,))
         count = "completions"
+        rows = completion_sums(f, (dimension,), measures=("cost_usd", count, "unpriced"))
     else:
-        rows = attempt_sums(f, (dimension,))
         count = "attempts"
+        rows = attempt_sums(f, (dimension,), measures=("cost_usd", count, "unpriced"))
     out = [
         {
             "name": row[dimension],
@@ -92,7 +93,9 @@ def failure_cost(f: Filters) -> dict:
     per: dict[str, dict] = defaultdict(
         lambda: {"attempts": 0, "cost_usd": ZERO, "time_s": 0.0, "by_class": {}}
     )
-    for row in attempt_sums(f, ("provider_name", "outcome")):
+    for row in attempt_sums(
+        f, ("provider_name", "outcome"), measures=("attempts", "cost_usd", "latency_ms_sum")
+    ):
         if row["outcome"] == SUCCESS:
             continue
         provider = per[row["provider_name"]]
@@ -124,7 +127,7 @@ def _cost_at(step: ChainStep | None, row: dict) -> Decimal | None:
 def fallback_premium(f: Filters) -> list[dict]:
     """Per chain: answers from later steps, what they cost, and what the same tokens would have
     cost at the chain's first step's current price (None when that step has no price)."""
-    rows = attempt_sums(f, ("chain_id", "step_position"), where={"outcome": SUCCESS})
+    rows = attempt_sums(f, ("chain_id", "step_position"), where={"outcome": SUCCESS}, measures=_PREMIUM)
     first = _first_steps([r["chain_id"] for r in rows])
     names = dict(FallbackChain.objects.filter(id__in=list(first)).values_list("id", "name"))
     out = []

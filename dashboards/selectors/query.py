@@ -100,8 +100,8 @@ def _rollup_series(
 
 
 class _Sums:
-    def __init__(self, spec: LedgerSpec, by: Sequence[str], histograms: bool) -> None:
-        self.spec, self.by, self.histograms = spec, tuple(by), histograms
+    def __init__(self, spec: LedgerSpec, by: Sequence[str], names: Sequence[str]) -> None:
+        self.spec, self.by, self.names = spec, tuple(by), tuple(names)
         self.rows: dict[tuple, Row] = {}
 
     def add(self, slot: int, values: Row, sign: int = 1) -> None:
@@ -111,17 +111,17 @@ class _Sums:
         """Add one aggregated row to each (slot, sign) it counts towards."""
         nulls = self.spec.dims
         dims = tuple(nulls[b] if values[b] is None else values[b] for b in self.by)
-        measures = self.spec.measures_of(values, self.histograms)
+        measures = self.spec.measures_of(values, self.names)
         for slot, sign in slots:
             row = self.rows.get((slot, *dims))
             if row is None:
                 row = self.rows[(slot, *dims)] = {"slot": slot, **dict(zip(self.by, dims, strict=True))}
-                row |= self.spec.empty_measures(self.histograms)
+                row |= self.spec.empty_measures(self.names)
             for name, value in measures.items():
                 row[name] += value if sign > 0 else -value
 
     def result(self) -> list[Row]:
-        return [row for row in self.rows.values() if any(row[name] for name in self.spec.names(False))]
+        return [row for row in self.rows.values() if any(row[name] for name in self.names)]
 
 
 def _grouped(rows: QuerySet, group: Sequence[str], aggregates: dict[str, Any]) -> list[Row]:
@@ -132,17 +132,17 @@ def _grouped(rows: QuerySet, group: Sequence[str], aggregates: dict[str, Any]) -
     return [total] if any(v for v in total.values()) else []
 
 
-def _totals(spec: LedgerSpec, f: Filters, by: Sequence[str], histograms: bool, wanted: dict) -> _Sums:
-    sums = _Sums(spec, by, histograms)
+def _totals(spec: LedgerSpec, f: Filters, by: Sequence[str], names: Sequence[str], wanted: dict) -> _Sums:
+    sums = _Sums(spec, by, names)
     pieces = cover([f.start, f.end])
     ranges = [(p.kind, p.start, p.end) for p in pieces if p.kind != "raw"]
     if ranges:
-        for row in _rollup_groups(spec, ranges, wanted, by, spec.rollup_aggregates(histograms)):
+        for row in _rollup_groups(spec, ranges, wanted, by, spec.rollup_aggregates(names)):
             sums.add(0, row)
     ranges = [(p.kind, p.start, p.end) for p in pieces if p.kind == "raw"]
     if ranges:
         rows = spec.raw_rows().filter(_ranges_q(ranges, spec.time_field), **wanted)
-        for row in _grouped(rows, by, spec.raw_aggregates(histograms)):
+        for row in _grouped(rows, by, spec.raw_aggregates(names)):
             sums.add(0, row)
     return sums
 
@@ -159,12 +159,12 @@ def _bucket_slots(pieces: Sequence[SignedPiece]) -> dict[tuple[str, dt.datetime]
     return slots
 
 
-def _series(spec: LedgerSpec, f: Filters, by: Sequence[str], histograms: bool, wanted: dict) -> _Sums:
-    sums = _Sums(spec, by, histograms)
+def _series(spec: LedgerSpec, f: Filters, by: Sequence[str], names: Sequence[str], wanted: dict) -> _Sums:
+    sums = _Sums(spec, by, names)
     pieces = plan(series_edges(f))
     rolled = [p for p in pieces if p.kind != "raw"]
     if rolled:
-        for targets, row in _rollup_series(spec, rolled, wanted, by, spec.rollup_aggregates(histograms)):
+        for targets, row in _rollup_series(spec, rolled, wanted, by, spec.rollup_aggregates(names)):
             sums.add_to(targets, row)
     raw = sorted({(p.start, p.end) for p in pieces if p.kind == "raw"})
     if raw:
@@ -178,7 +178,7 @@ def _series(spec: LedgerSpec, f: Filters, by: Sequence[str], histograms: bool, w
         )
         where = _ranges_q([("raw", lo, hi) for lo, hi in raw], field)
         rows = spec.raw_rows().filter(where, **wanted).annotate(raw_piece=which)
-        for row in _grouped(rows, [*by, "raw_piece"], spec.raw_aggregates(histograms)):
+        for row in _grouped(rows, [*by, "raw_piece"], spec.raw_aggregates(names)):
             lo, hi = raw[row["raw_piece"]]
             targets = [(p.slot, p.sign) for p in pieces if p.kind == "raw" and (p.start, p.end) == (lo, hi)]
             sums.add_to(targets, row)
@@ -193,14 +193,17 @@ def ledger_sums(
     series: bool = False,
     histograms: bool = False,
     where: dict[str, Any] | None = None,
+    measures: Sequence[str] | None = None,
 ) -> list[Row]:
     """Measures summed per value of `by` (and per time slot with series=True: key "slot").
 
-    `where` narrows further on dimensions the ledger and the rollups share (outcome, ...).
+    `where` narrows further on dimensions the ledger and the rollups share (outcome, ...);
+    `measures` limits the sums to those named (all, histograms aside, by default).
     """
     wanted = dimension_filters(spec, f) | (where or {})
     summer = _series if series else _totals
-    return summer(spec, f, by, histograms, wanted).result()
+    names = tuple(measures) if measures else spec.names(histograms)
+    return summer(spec, f, by, names, wanted).result()
 
 
 def attempt_sums(f: Filters, by: Sequence[str] = (), **kwargs: Any) -> list[Row]:

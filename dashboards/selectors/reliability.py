@@ -20,6 +20,8 @@ from dashboards.selectors.query import attempt_sums, completion_sums
 from dashboards.selectors.timeslots import series_edges, slot_keys, slot_labels
 from providers.models import ChainStep, FallbackChain
 
+ATTEMPTS, COMPLETIONS = ("attempts",), ("completions",)  # the only measures these figures need
+
 
 def pct(part: float | Decimal, whole: float | Decimal) -> float | None:
     """part / whole in percent, rounded to 2 decimals (half to even, on the exact ratio)."""
@@ -47,8 +49,8 @@ def _attempt_counts(rows: list[dict]) -> dict[str, int]:
 
 
 def reliability_summary(f: Filters) -> dict:
-    done = _completion_counts(completion_sums(f, ("outcome", "fallback_used")))
-    tried = _attempt_counts(attempt_sums(f, ("outcome",)))
+    done = _completion_counts(completion_sums(f, ("outcome", "fallback_used"), measures=COMPLETIONS))
+    tried = _attempt_counts(attempt_sums(f, ("outcome",), measures=ATTEMPTS))
     return {
         "requests": done["finished"],
         "answered": done["answered"],
@@ -66,10 +68,10 @@ def rates_series(f: Filters) -> dict:
     edges = series_edges(f)
     slots = len(edges) - 1
     done = defaultdict(list)
-    for row in completion_sums(f, ("outcome", "fallback_used"), series=True):
+    for row in completion_sums(f, ("outcome", "fallback_used"), series=True, measures=COMPLETIONS):
         done[row["slot"]].append(row)
     tried = defaultdict(list)
-    for row in attempt_sums(f, ("outcome",), series=True):
+    for row in attempt_sums(f, ("outcome",), series=True, measures=ATTEMPTS):
         tried[row["slot"]].append(row)
     series = {"success_rate": [], "fallback_rate": [], "error_rate": [], "requests": [], "attempts": []}
     for slot in range(slots):
@@ -85,7 +87,7 @@ def rates_series(f: Filters) -> dict:
 def attempts_by_provider(f: Filters) -> dict:
     """Attempt counts per provider and outcome, providers by volume, outcomes in DESIGN order."""
     counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for row in attempt_sums(f, ("provider_name", "outcome")):
+    for row in attempt_sums(f, ("provider_name", "outcome"), measures=ATTEMPTS):
         counts[row["provider_name"]][row["outcome"]] += row["attempts"]
     providers = sorted(counts, key=lambda name: (-sum(counts[name].values()), name))
     seen = {outcome for per in counts.values() for outcome in per}
@@ -120,7 +122,7 @@ def fallback_funnel(f: Filters) -> dict:
     per: dict[int, dict] = defaultdict(
         lambda: {"requests": 0, "steps": defaultdict(int), "cache": 0, "none": 0}
     )
-    for row in completion_sums(f, ("chain_id", "answered_step", "outcome")):
+    for row in completion_sums(f, ("chain_id", "answered_step", "outcome"), measures=COMPLETIONS):
         chain = per[row["chain_id"]]
         chain["requests"] += row["completions"]
         if row["outcome"] == "cache_hit":
