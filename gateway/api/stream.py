@@ -72,7 +72,8 @@ def _answering(completion: CompletionStream) -> tuple[str, str]:
 
 
 def stream_headers(completion: CompletionStream) -> list[tuple[str, str]]:
-    """Headers known at the first token; the cost is known only at the end (final chunk)."""
+    """Headers known at the first token. The cost header counts the attempts that ended before
+    it (`x-rana-cost-final: false`); the whole cost is in the final chunk's `rana` object."""
     attempts = completion.prepared.ledger.attempts
     provider, model = _answering(completion)
     step = completion.answering
@@ -84,11 +85,17 @@ def stream_headers(completion: CompletionStream) -> list[tuple[str, str]]:
         model=model,
         fallback=step is not None and first is not None and first != step.position,
         attempts=attempts,
-        cost_usd=None,
+        cost_usd=sum((a.cost_usd for a in attempts if a.cost_usd), Decimal(0)),
         cache_hit=completion.prepared.cached is not None,
     )
     meta["attempt_count"] += 1 if step is not None else 0  # the call being relayed
-    return [("content-type", SSE), ("cache-control", "no-cache"), *rana_headers(meta)]
+    return [
+        ("content-type", SSE),
+        ("cache-control", "no-cache"),
+        ("x-accel-buffering", "no"),  # proxies must pass each event on at once
+        *rana_headers(meta),
+        ("x-rana-cost-final", "false"),
+    ]
 
 
 async def sse_events(

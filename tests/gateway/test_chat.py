@@ -109,6 +109,7 @@ async def test_stream_chunks_in_openai_shape_with_usage_and_rana_on_the_final_ch
     response = await api.post(URL, json=payload, headers=auth(api_key))
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
     assert response.headers["x-rana-provider"] == "fake" and response.headers["x-rana-model"] == "primary"
+    assert response.headers["x-rana-cost-usd"] == "0" and response.headers["x-rana-cost-final"] == "false"
     assert sse_data(response.content)[-1] == "[DONE]"
     chunks = sse_json(response.content)
     assert {c["object"] for c in chunks} == {"chat.completion.chunk"}
