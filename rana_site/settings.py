@@ -212,3 +212,7 @@ RANA_GLOBAL_MONTHLY_BUDGET_USD = env.str("RANA_GLOBAL_MONTHLY_BUDGET_USD", defau
 RANA_BREAKER_THRESHOLD = env.int("RANA_BREAKER_THRESHOLD", default=5)
 RANA_BREAKER_COOLDOWN_S = env.float("RANA_BREAKER_COOLDOWN_S", default=30.0)
 RANA_BREAKER_LONG_COOLDOWN_S = env.float("RANA_BREAKER_LONG_COOLDOWN_S", default=300.0)
+
+# Dashboards: percentiles are exact (nearest rank over raw rows) up to this many answers in
+# the filtered range, and read from the rollups' histograms above it.
+RANA_DASHBOARDS_EXACT_PERCENTILE_ROWS = env.int("RANA_DASHBOARDS_EXACT_PERCENTILE_ROWS", default=20_000)

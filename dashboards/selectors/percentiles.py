@@ -27,7 +27,7 @@ PERCENTILES = (50, 95)
 
 
 def exact_limit() -> int:
-    return int(getattr(settings, "RANA_DASHBOARDS_EXACT_PERCENTILE_ROWS", 20_000))
+    return settings.RANA_DASHBOARDS_EXACT_PERCENTILE_ROWS
 
 
 def nearest_rank(values: Sequence[float], p: float) -> float | None:
