@@ -3,7 +3,8 @@
 Independent of the page's time range: "recent" is the last 15 minutes, read from the raw
 ledger (a few thousand rows at most at a busy site); the last success and error come from
 the ProviderStatus rows the rollup upkeep maintains. Injected faults are left out unless the
-toggle is on. The circuit breaker does not exist yet: its column shows "—" (circuit = None).
+toggle is on. The circuit column lists this worker's breaker circuits (per provider and model)
+that are open or half-open, with the cooldown left; breaker state is kept per process.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dashboards.outcomes import NOT_COUNTED_IN_ERROR_RATE, SUCCESS
 from dashboards.selectors.reliability import pct
 from providers.models import Attempt, Provider
 from providers.secrets import redact
+from providers.services.breaker import get_breaker
 
 RECENT = dt.timedelta(minutes=15)
 
@@ -45,6 +47,14 @@ def _state(attempts: int, error_rate: float | None) -> str:
     return "degraded" if error_rate is not None and error_rate >= 10 else "healthy"
 
 
+def _circuits_by_provider() -> dict[int, list[dict]]:
+    circuits: dict[int, list[dict]] = {}
+    for state in get_breaker().states():
+        if state["state"] != "closed":
+            circuits.setdefault(state["provider_id"], []).append(state)
+    return circuits
+
+
 def provider_status(*, now: dt.datetime, include_injected: bool = False, provider: str = "") -> list[dict]:
     providers = {p.name: p for p in Provider.objects.all()}
     notes = (
@@ -63,6 +73,7 @@ def provider_status(*, now: dt.datetime, include_injected: bool = False, provide
         .values("provider_name")
         .annotate(n=Count("id", filter=counted), errors=Count("id", filter=counted & ~Q(outcome=SUCCESS)))
     }
+    circuits = _circuits_by_provider()
     rows = []
     for name in sorted(set(providers) | set(by_name)):
         if provider and name != provider:
@@ -80,7 +91,7 @@ def provider_status(*, now: dt.datetime, include_injected: bool = False, provide
                 "recent_errors": counts["errors"],
                 "recent_error_rate": rate,
                 "state": _state(counts["n"], rate),
-                "circuit": None,
+                "circuits": circuits.get(known.pk, []) if known else [],
             }
         )
     return rows

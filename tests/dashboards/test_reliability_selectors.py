@@ -142,7 +142,7 @@ def test_provider_status_reads_the_last_15_minutes(record, two_providers):
     )  # fmt: skip
     assert (p1["last_success_at"], p1["last_error_at"]) == (T0 + MIN, T0 + 3 * MIN)
     assert p1["last_error_class"] == "server_error"
-    assert (p1["last_error_status"], p1["last_error_message"], p1["circuit"]) == (502, "502 ••••", None)
+    assert (p1["last_error_status"], p1["last_error_message"], p1["circuits"]) == (502, "502 ••••", [])
     assert (p2["name"], p2["state"], p2["last_success_at"]) == ("p2", "idle", None)
     with_injected = provider_status(now=now, include_injected=True)[0]
     assert (with_injected["recent_error_rate"], with_injected["last_error_class"]) == (66.67, "rate_limited")
@@ -153,3 +153,21 @@ def test_provider_status_masks_key_shaped_text_in_error_messages(record, two_pro
     record(request_rows(at=T0, attempts=[leaked]))
     p1 = provider_status(now=T0 + MIN)[0]
     assert p1["last_error_message"] == "401 invalid key ••••1234"
+
+
+def test_provider_status_shows_open_circuits_with_their_cooldown(two_providers):
+    from providers.engine.results import AttemptRecord
+    from providers.services.breaker import get_breaker
+
+    p2 = two_providers["p2"]
+    get_breaker().record(
+        AttemptRecord(
+            step_position=1, provider_id=p2.pk, provider_name="p2", provider_kind="simulated", model="m2",
+            retry_index=0, outcome="auth_error", started_at=T0, latency_ms=1.0,
+        )
+    )  # fmt: skip
+    rows = {row["name"]: row for row in provider_status(now=T0)}
+    assert rows["p1"]["circuits"] == []
+    (circuit,) = rows["p2"]["circuits"]
+    assert (circuit["model"], circuit["state"], circuit["last_failure_class"]) == ("m2", "open", "auth_error")
+    assert 299 <= circuit["cooldown_remaining_s"] <= 300
