@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db import close_old_connections
 
-from gateway.services.keys import KeyInfo
+from gateway.services.key_cache import KeyInfo
 from providers.models import Attempt, Completion, FallbackChain
 from providers.services.recorder import ledger_flush
 

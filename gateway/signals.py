@@ -8,7 +8,7 @@ from django.db.models.signals import m2m_changed, post_delete, post_save, pre_de
 from django.utils import timezone
 
 from gateway.models import GatewayKey
-from gateway.services.keys import keys_changed
+from gateway.services.key_cache import keys_changed
 from providers.models import FallbackChain
 
 log = logging.getLogger("rana.gateway")

@@ -13,7 +13,8 @@ from gateway.api.params import ChatCall, chat_call_parse
 from gateway.api.render import completion_body, rana_headers, result_meta
 from gateway.api.stream import stream_response
 from gateway.selectors import chains_for_key
-from gateway.services.keys import KeyInfo, gateway_key_verify, key_from_authorization
+from gateway.services.key_cache import KeyInfo
+from gateway.services.keys import gateway_key_verify, key_from_authorization
 from gateway.services.limits import key_budget_charge, key_budget_check, key_rate_check
 from providers.engine.results import EngineError
 from providers.services.chains import LoadedChain

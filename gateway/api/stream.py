@@ -21,7 +21,7 @@ from gateway.api.errors import api_error
 from gateway.api.http import SSE, ApiResponse
 from gateway.api.params import ChatCall
 from gateway.api.render import completion_id, rana_headers, rana_meta, result_meta, usage_json
-from gateway.services.keys import KeyInfo
+from gateway.services.key_cache import KeyInfo
 from gateway.services.limits import key_budget_charge
 from providers.engine.results import EngineError
 from providers.engine.types import StreamEvent, Usage

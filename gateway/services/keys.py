@@ -1,10 +1,8 @@
 """Gateway keys: issue, revoke, and verify on the request path without touching the database.
 
-Verification looks the key's prefix up in this process's memory (a miss loads it once, off
-the event loop) and compares the SHA-256 of the presented key in constant time. Saving or
-deleting a key bumps a version in the shared cache: the saving process forgets its keys at
-once, every other process within RECHECK_S. ``last_used_at`` is written at most once a
-minute per key and process, off the request path.
+Verification finds the key's prefix in this process's memory (gateway.services.key_cache)
+and compares the SHA-256 of the presented key in constant time. ``last_used_at`` is written
+at most once a minute per key and process, off the request path.
 """
 
 from __future__ import annotations
@@ -18,15 +16,13 @@ import secrets
 import string
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from decimal import Decimal
 
-from asgiref.sync import sync_to_async
-from django.core.cache import cache
 from django.db import IntegrityError, OperationalError, close_old_connections, transaction
 from django.utils import timezone
 
 from gateway.models import KEY_PREFIX, PREFIX_LENGTH, GatewayKey
+from gateway.services.key_cache import KeyInfo, key_lookup
 from providers.models import FallbackChain
 
 log = logging.getLogger("rana.gateway")
@@ -34,11 +30,6 @@ log = logging.getLogger("rana.gateway")
 _ALPHABET = string.ascii_letters + string.digits
 _SECRET_LENGTH = 40
 KEY_LENGTH = len(KEY_PREFIX) + _SECRET_LENGTH
-_VERSION_KEY = "rana:gateway-keys-version"
-RECHECK_S = 1.0
-FOUND_TTL_S = 60.0
-MISSING_TTL_S = 5.0
-MAX_ENTRIES = 10_000
 TOUCH_EVERY_S = 60.0
 
 
@@ -48,25 +39,6 @@ class KeyRejected(Exception):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
-
-
-@dataclass(frozen=True, slots=True)
-class KeyInfo:
-    """What the request path needs to know about a key (no ORM object)."""
-
-    id: int
-    prefix: str
-    name: str
-    key_hash: str
-    chain_ids: frozenset[int] | None  # None: every chain
-    rpm_limit: int | None
-    daily_budget_usd: Decimal | None
-    monthly_budget_usd: Decimal | None
-    expires_at: float | None  # epoch seconds
-    revoked: bool
-
-    def allows_chain(self, chain_id: int) -> bool:
-        return self.chain_ids is None or chain_id in self.chain_ids
 
 
 def key_hash(key: str) -> str:
@@ -128,63 +100,7 @@ def gateway_key_revoke(*, prefix: str) -> GatewayKey:
 
 # --- verification ---------------------------------------------------------------------------
 
-_entries: dict[str, tuple[float, KeyInfo | None]] = {}  # prefix -> (fetched at, info or None)
-_state = {"version": None, "checked_at": 0.0}
 _touched: dict[int, float] = {}
-
-
-def keys_changed(**_kwargs) -> None:
-    """Signal receiver: a key (or what it may use) changed; every process reloads keys."""
-    try:
-        cache.incr(_VERSION_KEY)
-    except ValueError:
-        cache.set(_VERSION_KEY, 1, timeout=None)
-    _entries.clear()
-    _state["checked_at"] = 0.0
-
-
-def _check_version(now: float) -> None:
-    if now - _state["checked_at"] < RECHECK_S:
-        return
-    version = cache.get(_VERSION_KEY, 0)
-    _state["checked_at"] = now
-    if version != _state["version"]:
-        _entries.clear()
-        _state["version"] = version
-
-
-def key_info_load(prefix: str) -> KeyInfo | None:
-    """The key with this prefix from the database (sync; called off the event loop)."""
-    close_old_connections()
-    key = GatewayKey.objects.filter(prefix=prefix).first()
-    if key is None:
-        return None
-    chain_ids = frozenset(key.allowed_chains.values_list("id", flat=True))
-    return KeyInfo(
-        id=key.pk,
-        prefix=key.prefix,
-        name=key.name,
-        key_hash=key.key_hash,
-        chain_ids=chain_ids or None,
-        rpm_limit=key.rpm_limit,
-        daily_budget_usd=key.daily_budget_usd,
-        monthly_budget_usd=key.monthly_budget_usd,
-        expires_at=key.expires_at.timestamp() if key.expires_at else None,
-        revoked=key.revoked_at is not None,
-    )
-
-
-async def _lookup(prefix: str) -> KeyInfo | None:
-    now = time.monotonic()
-    _check_version(now)
-    entry = _entries.get(prefix)
-    if entry is not None and now - entry[0] < (FOUND_TTL_S if entry[1] else MISSING_TTL_S):
-        return entry[1]
-    info = await sync_to_async(key_info_load, thread_sensitive=False)(prefix)
-    if len(_entries) >= MAX_ENTRIES:
-        _entries.clear()
-    _entries[prefix] = (now, info)
-    return info
 
 
 def key_from_authorization(header: str | None) -> str:
@@ -200,7 +116,7 @@ def key_from_authorization(header: str | None) -> str:
 
 async def gateway_key_verify(*, key: str, now: float | None = None) -> KeyInfo:
     """The key's info, or KeyRejected (never says whether a prefix exists)."""
-    info = await _lookup(key[:PREFIX_LENGTH])
+    info = await key_lookup(key[:PREFIX_LENGTH])
     if info is None or not hmac.compare_digest(key_hash(key), info.key_hash):
         raise KeyRejected("unknown", "Incorrect API key provided.")
     if info.revoked:

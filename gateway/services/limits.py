@@ -23,7 +23,7 @@ from django.db import close_old_connections
 from django.db.models import Sum
 from django.utils import timezone
 
-from gateway.services.keys import KeyInfo
+from gateway.services.key_cache import KeyInfo
 from providers.models import Completion
 from providers.services.budget import NANO, BudgetExceeded, _period_end, _period_start
 

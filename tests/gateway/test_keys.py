@@ -13,6 +13,7 @@ from django.core.cache import cache
 from django.core.management import CommandError, call_command
 
 from gateway.models import GatewayKey
+from gateway.services import key_cache
 from gateway.services import keys as key_service
 from gateway.services.keys import KeyRejected, gateway_key_create, gateway_key_revoke, gateway_key_verify
 from providers.models import FallbackChain
@@ -21,16 +22,16 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def loads(monkeypatch) -> list[str]:
-    """Prefixes loaded from the database by key verification."""
-    seen: list[str] = []
-    real = key_service.key_info_load
+def loads(monkeypatch) -> list[int]:
+    """How often verification loaded the keys from the database."""
+    seen: list[int] = []
+    real = key_cache.keys_load_all
 
-    def counting(prefix: str):
-        seen.append(prefix)
-        return real(prefix)
+    def counting():
+        seen.append(1)
+        return real()
 
-    monkeypatch.setattr(key_service, "key_info_load", counting)
+    monkeypatch.setattr(key_cache, "keys_load_all", counting)
     return seen
 
 
@@ -48,7 +49,7 @@ async def test_verification_reads_the_database_once_then_memory(loads):
     _, plaintext = await sync_to_async(gateway_key_create)(name="bot")
     for _ in range(3):
         info = await gateway_key_verify(key=plaintext)
-    assert info.name == "bot" and loads == [plaintext[:13]]
+    assert info.name == "bot" and len(loads) == 1
 
 
 async def test_revoking_takes_effect_at_once_in_this_process(loads):
@@ -60,23 +61,51 @@ async def test_revoking_takes_effect_at_once_in_this_process(loads):
     assert info.value.reason == "revoked"
 
 
+async def revoked_elsewhere(plaintext: str) -> None:
+    """Another process revoked the key: the row changed, this process's memory did not."""
+    await GatewayKey.objects.filter(prefix=plaintext[:13]).aupdate(revoked_at="2026-01-01T00:00:00Z")
+
+
 async def test_other_processes_notice_a_change_within_the_recheck_interval(loads, monkeypatch):
     _, plaintext = await sync_to_async(gateway_key_create)(name="bot")
     await gateway_key_verify(key=plaintext)
-    # Another process revoked the key: the row and the shared version changed, our memory did not.
-    await GatewayKey.objects.filter(prefix=plaintext[:13]).aupdate(revoked_at="2026-01-01T00:00:00Z")
-    cache.incr("rana:gateway-keys-version")
+    await revoked_elsewhere(plaintext)
+    cache.incr(key_cache.VERSION_KEY)  # what the other process's save did to the shared cache
     await gateway_key_verify(key=plaintext)  # still remembered within RECHECK_S
-    monkeypatch.setattr(key_service, "RECHECK_S", 0.0)
+    monkeypatch.setattr(key_cache, "RECHECK_S", 0.0)
     with pytest.raises(KeyRejected):
         await gateway_key_verify(key=plaintext)
 
 
-async def test_unknown_prefixes_are_remembered_briefly(loads):
-    for _ in range(3):
+async def test_without_a_shared_cache_a_revocation_still_arrives_within_max_age(loads, monkeypatch):
+    _, plaintext = await sync_to_async(gateway_key_create)(name="bot")
+    await gateway_key_verify(key=plaintext)
+    await revoked_elsewhere(plaintext)
+    await gateway_key_verify(key=plaintext)
+    monkeypatch.setattr(key_cache, "MAX_AGE_S", 0.0)
+    with pytest.raises(KeyRejected):
+        await gateway_key_verify(key=plaintext)
+
+
+async def test_made_up_keys_cost_at_most_one_query_per_interval(loads):
+    _, plaintext = await sync_to_async(gateway_key_create)(name="bot")
+    await gateway_key_verify(key=plaintext)
+    for n in range(50):
         with pytest.raises(KeyRejected):
-            await gateway_key_verify(key="rana_UNKNOWN0" + "x" * 32)
-    assert loads == ["rana_UNKNOWN0"]
+            await gateway_key_verify(key=f"rana_UNKNOWN{n:02d}" + "x" * 30)
+    assert len(loads) == 1
+
+
+async def test_a_key_made_by_another_process_works_within_the_miss_interval(loads, monkeypatch):
+    _, known = await sync_to_async(gateway_key_create)(name="bot")
+    await gateway_key_verify(key=known)
+    fresh = GatewayKey(name="elsewhere")
+    plaintext = key_service.gateway_key_issue(fresh)
+    await GatewayKey.objects.abulk_create([fresh])  # no signals: as if another process saved it
+    with pytest.raises(KeyRejected):
+        await gateway_key_verify(key=plaintext)
+    monkeypatch.setattr(key_cache, "MISS_RELOAD_S", 0.0)
+    assert (await gateway_key_verify(key=plaintext)).name == "elsewhere"
 
 
 async def test_last_use_is_written_at_most_once_a_minute():
