@@ -9,6 +9,7 @@ seconds, and a flood of made-up keys costs at most one query per interval).
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -19,6 +20,8 @@ from django.core.cache import cache
 from django.db import close_old_connections
 
 from gateway.models import GatewayKey
+
+log = logging.getLogger("rana.gateway")
 
 VERSION_KEY = "rana:gateway-keys-version"
 RECHECK_S = 1.0
@@ -84,11 +87,19 @@ def keys_load_all() -> dict[str, KeyInfo]:
 
 
 def _reload(asked_at: float) -> None:
+    """Reload the snapshot; if the database fails, keep serving the keys already known."""
     with _reload_lock:
         if _snapshot.loaded_at >= asked_at:
             return  # another request reloaded while this one waited
         loaded_at = time.monotonic()
-        _snapshot.keys = keys_load_all()
+        try:
+            _snapshot.keys = keys_load_all()
+        except Exception:
+            if _snapshot.loaded_at == -math.inf and not _snapshot.keys:
+                raise  # nothing known yet: the request fails
+            log.exception("gateway keys could not be reloaded; using the %d known keys", len(_snapshot.keys))
+            _snapshot.loaded_at = loaded_at - MAX_AGE_S + MISS_RELOAD_S  # try again in a moment
+            return
         _snapshot.loaded_at = loaded_at
 
 

@@ -11,6 +11,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.core.cache import cache
 from django.core.management import CommandError, call_command
+from django.db import OperationalError
 
 from gateway.models import GatewayKey
 from gateway.services import key_cache
@@ -158,3 +159,15 @@ def test_rana_keys_create_list_revoke(db):
         call_command("rana_keys", "revoke", "rana_nope")
     with pytest.raises(CommandError):
         call_command("rana_keys", "create", "x", "--chain", "missing")
+
+
+async def test_known_keys_keep_working_while_the_database_is_unreachable(monkeypatch):
+    _, plaintext = await sync_to_async(gateway_key_create)(name="bot")
+    await gateway_key_verify(key=plaintext)
+
+    def broken():
+        raise OperationalError("the database is down")
+
+    monkeypatch.setattr(key_cache, "keys_load_all", broken)
+    monkeypatch.setattr(key_cache, "MAX_AGE_S", 0.0)
+    assert (await gateway_key_verify(key=plaintext)).name == "bot"
