@@ -148,3 +148,14 @@ def test_compare_runs_one_prompt_through_two_chains(pg, screenshot_path):
         expect(columns.nth(index).locator(TIMELINE)).to_be_visible(timeout=15_000)
         expect(columns.nth(index).locator("[data-total-cost]")).to_be_visible()
     pg.screenshot(path=screenshot_path("playground-compare"), full_page=True)
+
+
+def test_a_multi_turn_conversation_keeps_the_thread_without_console_errors(pg, screenshot_path):
+    errors: list[str] = []
+    pg.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    for message in ("First question.", "A follow-up question."):
+        send(pg, message)
+        expect(last_answer(pg).locator(TIMELINE)).to_be_visible(timeout=15_000)
+    expect(pg.locator(".pg-msg.user")).to_have_count(2)
+    expect(pg.locator(ANSWER)).to_have_count(2)
+    assert errors == []
