@@ -35,6 +35,15 @@
     }
   }
 
+  // Lines draw no points, except a value with no neighbour: it would otherwise be invisible.
+  function isolatedPoint(ctx) {
+    const data = ctx.dataset.data;
+    const i = ctx.dataIndex;
+    if (data[i] === null || data[i] === undefined) return 0;
+    const missing = (j) => j < 0 || j >= data.length || data[j] === null || data[j] === undefined;
+    return missing(i - 1) && missing(i + 1) ? 3 : 0;
+  }
+
   function config(payload) {
     const valueAxis = payload.horizontal ? "x" : "y";
     const categoryAxis = payload.horizontal ? "y" : "x";
@@ -59,6 +68,7 @@
       };
     }
     if (payload.type === "bar") payload.datasets.forEach((d) => { d.maxBarThickness = 28; });
+    if (payload.type === "line") payload.datasets.forEach((d) => { d.pointRadius = isolatedPoint; });
     return {
       type: payload.type,
       data: { labels: payload.labels, datasets: payload.datasets },
