@@ -8,6 +8,8 @@ ledger with the write-behind recorder (ledger writes included), and two chains: 
 then the good step). For each scenario and concurrency it interleaves direct httpx calls
 with the same shared client (the baseline: one call, or for fallback the failing call then
 the good one) and service calls, and prints p50/p99 of both and of the difference.
+The circuit breaker is off unless --breaker: with it, the failing step is skipped after a
+few requests and "fallback" stops calling it.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ os.environ.update(
         "RANA_LEDGER_MODE": "buffered",
         "DEBUG": "1",
         "LOG_LEVEL": "WARNING",
+        # The breaker would skip the always-failing step after a few requests; measure real
+        # fallbacks unless --breaker is given.
+        "RANA_BREAKER_THRESHOLD": "5" if "--breaker" in sys.argv else str(10**9),
     }
 )
 
@@ -148,6 +153,7 @@ if __name__ == "__main__":
         "--requests", type=int, default=2000, help="service calls per scenario (as many direct)"
     )
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 20])
+    parser.add_argument("--breaker", action="store_true", help="leave the circuit breaker on (default 5)")
     args = parser.parse_args()
     upstream, base_url = start_upstream()
     try:
