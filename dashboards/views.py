@@ -64,8 +64,9 @@ def _dashboard(
     context |= gather(filters)
     if context["empty"]:
         context["hidden_injected"] = _hidden_injected(filters)
+    context["body_template"] = f"dashboards/_{page}_body.html"
     fragment = _wants_fragment(request, BODY_ID)
-    template = f"dashboards/_{page}_body.html" if fragment else f"dashboards/{page}_dashboard.html"
+    template = context["body_template"] if fragment else "dashboards/dashboard_page.html"
     with timezone.override(filters.tz):
         response = render(request, template, context)
     patch_vary_headers(response, ("HX-Request",))
