@@ -138,15 +138,14 @@ def engine_deps(ledger: RequestLedger, overrides: Mapping[str, Any] | None = Non
     return EngineDeps(**deps)
 
 
-async def _finish(ledger: RequestLedger, outcome: CompletionOutcome, **fields):
-    completion = ledger.finish(outcome, **fields)
+async def _finish(ledger: RequestLedger, outcome: CompletionOutcome, **fields) -> None:
+    row = ledger.finish(outcome, **fields)
     if completion_recorded.has_listeners():
         for receiver, result in await completion_recorded.asend_robust(
-            None, completion=completion, attempts=ledger.attempts
+            None, completion=row.build(), attempts=ledger.attempts
         ):
             if isinstance(result, Exception):
                 log.error("completion_recorded receiver %r failed: %s", receiver, result)
-    return completion
 
 
 def cache_hit_result(prepared: Prepared) -> CompletionResult:

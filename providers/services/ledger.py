@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from providers.engine.results import AttemptRecord
 from providers.models import Attempt, Completion, CompletionOutcome
-from providers.services.recorder import get_recorder
+from providers.services.recorder import PendingRow, get_recorder
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,37 +42,40 @@ class RequestLedger:
         self.injected = self.injected or record.injected
         usage = record.usage
         get_recorder().submit(
-            Attempt(
-                completion_id=self.request_id,
-                started_at=record.started_at,
-                chain_id=self.chain_id,
-                source=self.caller.source,
-                step_position=record.step_position,
-                provider_id=record.provider_id,
-                provider_name=record.provider_name,
-                provider_kind=record.provider_kind,
-                model=record.model,
-                retry_index=record.retry_index,
-                outcome=record.outcome,
-                http_status=record.http_status,
-                retry_after_s=record.retry_after_s,
-                latency_ms=record.latency_ms,
-                ttft_ms=record.ttft_ms,
-                input_tokens=usage.input_tokens if usage else 0,
-                output_tokens=usage.output_tokens if usage else 0,
-                cached_tokens=usage.cached_tokens if usage else 0,
-                reasoning_tokens=usage.reasoning_tokens if usage else 0,
-                cost_usd=record.cost_usd,
-                unpriced=record.unpriced,
-                error_message=record.error_message[:4000],
-                injected=record.injected,
+            PendingRow(
+                Attempt,
+                dict(
+                    completion_id=self.request_id,
+                    started_at=record.started_at,
+                    chain_id=self.chain_id,
+                    source=self.caller.source,
+                    step_position=record.step_position,
+                    provider_id=record.provider_id,
+                    provider_name=record.provider_name,
+                    provider_kind=record.provider_kind,
+                    model=record.model,
+                    retry_index=record.retry_index,
+                    outcome=record.outcome,
+                    http_status=record.http_status,
+                    retry_after_s=record.retry_after_s,
+                    latency_ms=record.latency_ms,
+                    ttft_ms=record.ttft_ms,
+                    input_tokens=usage.input_tokens if usage else 0,
+                    output_tokens=usage.output_tokens if usage else 0,
+                    cached_tokens=usage.cached_tokens if usage else 0,
+                    reasoning_tokens=usage.reasoning_tokens if usage else 0,
+                    cost_usd=record.cost_usd,
+                    unpriced=record.unpriced,
+                    error_message=record.error_message[:4000],
+                    injected=record.injected,
+                ),
             )
         )
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000
 
-    def finish(self, outcome: CompletionOutcome, **fields) -> Completion:
+    def finish(self, outcome: CompletionOutcome, **fields) -> PendingRow:
         """Write the completion row; totals come from the attempts unless given."""
         usage_rows = [a.usage for a in self.attempts if a.usage]
         cost = sum((a.cost_usd for a in self.attempts if a.cost_usd is not None), Decimal(0))
@@ -93,7 +96,7 @@ class RequestLedger:
             "ttft_ms": success.ttft_ms if success else None,
         }
         values.update(fields)
-        completion = Completion(
+        values.update(
             id=self.request_id,
             created_at=self.created_at,
             finished_at=timezone.now(),
@@ -106,7 +109,7 @@ class RequestLedger:
             outcome=outcome,
             latency_ms=round(self.elapsed_ms(), 3),
             injected=self.injected,
-            **values,
         )
+        completion = PendingRow(Completion, values)
         get_recorder().submit(completion)
         return completion

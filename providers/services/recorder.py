@@ -19,6 +19,8 @@ import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
@@ -33,11 +35,27 @@ _COMPLETION_UPDATE_FIELDS = [
 ]
 
 
-def write_rows(rows: Iterable[Completion | Attempt]) -> None:
+@dataclass(frozen=True, slots=True)
+class PendingRow:
+    """A ledger row as its field values: the model instance is built on the writer thread,
+    off the request path (a Django model's __init__ is the costliest step of recording)."""
+
+    model: type[Completion] | type[Attempt]
+    fields: dict[str, Any]
+
+    def build(self) -> Completion | Attempt:
+        return self.model(**self.fields)
+
+
+Row = Completion | Attempt | PendingRow
+
+
+def write_rows(rows: Iterable[Row]) -> None:
     """Write one batch in one transaction: completions (upserted) first, then attempts."""
     completions: dict = {}
     attempts: list[Attempt] = []
-    for row in rows:
+    for pending in rows:
+        row = pending.build() if isinstance(pending, PendingRow) else pending
         if isinstance(row, Completion):
             completions[row.pk] = row  # the latest state of a completion wins
         else:
@@ -79,7 +97,7 @@ class BufferedRecorder:
         self._stopping = False
         self._hurry = threading.Event()  # set by flush(): write what has gathered now
 
-    def submit(self, row: Completion | Attempt) -> None:
+    def submit(self, row: Row) -> None:
         with self._lock:
             self._pending += 1
             if self._thread is None or not self._thread.is_alive():
@@ -159,11 +177,11 @@ class SyncRecorder:
     def __init__(self) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rana-ledger-sync")
 
-    def submit(self, row: Completion | Attempt) -> None:
+    def submit(self, row: Row) -> None:
         self._executor.submit(self._write, row).result()
 
     @staticmethod
-    def _write(row: Completion | Attempt) -> None:
+    def _write(row: Row) -> None:
         close_old_connections()
         write_rows([row])
 
