@@ -6,6 +6,10 @@ before this file is imported.
 """
 
 import os
+import shutil
+import tempfile
+
+import pytest
 
 TEST_ENV = {
     "DEBUG": "1",
@@ -18,8 +22,28 @@ for _name, _value in TEST_ENV.items():
     os.environ.setdefault(_name, _value)
 
 
+_SQLITE_TEST_DIR: str | None = None
+
+
+def _sqlite_test_database_on_disk(settings) -> None:
+    """Test on a SQLite file, as RANA runs, not Django's shared-cache in-memory default.
+
+    Shared-cache mode locks whole tables and answers a conflicting write from another thread
+    with "database table is locked" at once (no busy timeout applies), so concurrent writers
+    that production handles fine (WAL, busy timeout, immediate transactions) fail at random.
+    """
+    global _SQLITE_TEST_DIR
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] != "django.db.backends.sqlite3":
+        return
+    _SQLITE_TEST_DIR = tempfile.mkdtemp(prefix="rana-test-db-")
+    database.setdefault("TEST", {})["NAME"] = os.path.join(_SQLITE_TEST_DIR, "test.sqlite3")
+
+
 def pytest_configure(config):
     from django.conf import settings
+
+    _sqlite_test_database_on_disk(settings)
 
     settings.RANA_ALLOWED_UPSTREAM_HOSTS = os.environ["RANA_ALLOWED_UPSTREAM_HOSTS"].split(",")
     settings.RANA_LEDGER_MODE = os.environ["RANA_LEDGER_MODE"]
@@ -30,9 +54,27 @@ def pytest_configure(config):
     }
 
 
-def pytest_sessionfinish(session, exitstatus):
-    """Close the ledger writer's database connection so the test database can be dropped."""
+@pytest.fixture(scope="session", autouse=True)
+def _release_test_database(django_db_setup, django_db_blocker):
+    """Before the test database is dropped: stop the ledger writer and end the connections
+    that executor threads still hold (PostgreSQL refuses to drop a database in use)."""
+    yield
+    from django.db import connection
+
     from providers.services import recorder
 
     if recorder._recorder is not None:
         recorder._recorder.close()
+    with django_db_blocker.unblock():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+        connection.close()
+
+
+def pytest_unconfigure(config):
+    if _SQLITE_TEST_DIR is not None:
+        shutil.rmtree(_SQLITE_TEST_DIR, ignore_errors=True)

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Mapping
 from decimal import Decimal
 from typing import Any
 
+from django.db import DatabaseError
 from django.utils import timezone
 
 from providers.engine.results import AllProvidersFailed, Cancelled, StreamInterrupted
@@ -26,6 +27,7 @@ from providers.services.faults import FaultSpec, StepOutOfRange, adapter_for_wit
 from providers.services.inputs import InvalidRequest
 from providers.services.ledger import Caller
 from providers.services.streaming import stream
+from rana_site.db_busy import BUSY_MESSAGE, aretry_when_busy, is_database_busy
 
 from .models import PlaygroundRun, RunStatus
 
@@ -81,9 +83,8 @@ def run_replay(*, run: PlaygroundRun) -> PlaygroundRun:
 
 async def run_claim(*, run_id: uuid.UUID, user_id: int) -> PlaygroundRun | None:
     """The user's pending run, now marked running; None if absent, not theirs or already started."""
-    claimed = await PlaygroundRun.objects.filter(
-        pk=run_id, user_id=user_id, status=RunStatus.PENDING
-    ).aupdate(status=RunStatus.RUNNING)
+    pending = PlaygroundRun.objects.filter(pk=run_id, user_id=user_id, status=RunStatus.PENDING)
+    claimed = await aretry_when_busy(lambda: pending.aupdate(status=RunStatus.RUNNING))
     if not claimed:
         return None
     return await PlaygroundRun.objects.aget(pk=run_id)
@@ -129,16 +130,26 @@ def error_words(exc: BaseException) -> tuple[str, str]:
         return "failed", f"{head} (last failure: {exc.failure_class}). Every attempt is listed below."
     if isinstance(exc, Cancelled | asyncio.CancelledError | GeneratorExit):
         return "cancelled", CANCELLED_WORDS
+    if is_database_busy(exc):
+        return "error", BUSY_MESSAGE
     return "error", "Something went wrong on the server. It was logged; please try again."
+
+
+UNSAVED_WORDS = (
+    "The answer is shown here, but the run could not be saved: the database stayed busy. "
+    "The attempts are in the ledger; send the prompt again to keep it in your history."
+)
 
 
 async def run_finish(
     run: PlaygroundRun, *, outcome: str, answer: str = "", error: str = "", completion_id: Any = None
 ) -> PlaygroundRun:
+    """Record how the run ended. If the database stays busy, the user is told so on the run
+    (it still shows the answer) and the run row stays as it was: no half-written state."""
     run.status, run.outcome, run.answer, run.error_message = RunStatus.DONE, outcome, answer, error
     run.completion_id = completion_id or run.completion_id
     run.finished_at = timezone.now()
-    await PlaygroundRun.objects.filter(pk=run.pk).aupdate(
+    fields = dict(
         status=run.status,
         outcome=outcome,
         answer=answer,
@@ -146,6 +157,14 @@ async def run_finish(
         completion_id=run.completion_id,
         finished_at=run.finished_at,
     )
+    try:
+        await aretry_when_busy(lambda: PlaygroundRun.objects.filter(pk=run.pk).aupdate(**fields))
+    except DatabaseError as exc:
+        if not is_database_busy(exc):
+            raise
+        log.error("playground run %s could not be saved: %s", run.pk, exc)
+        run.outcome = "error"
+        run.error_message = f"{error} {UNSAVED_WORDS}".strip()
     return run
 
 

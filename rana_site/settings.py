@@ -72,6 +72,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "rana_site.db_busy.DatabaseBusyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -111,11 +112,13 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     VAR_DIR.mkdir(exist_ok=True)
-    # WAL lets the ledger writer and readers work side by side.
+    # WAL lets the ledger writer and readers work side by side; a writer waits for another up
+    # to the busy timeout, and immediate transactions take the write lock at BEGIN, so a
+    # transaction never fails half-way on a lock upgrade (rana_site/db_busy.py handles the rest).
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {
             "transaction_mode": "IMMEDIATE",
-            "timeout": 20,
+            "timeout": env.float("RANA_SQLITE_BUSY_TIMEOUT_S", default=20.0),
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )

@@ -15,3 +15,5 @@ urlpatterns = [
     path("completions/", include("gateway.urls_pages")),
     path("v1/", include("gateway.urls")),  # served by gateway.asgi under ASGI (see rana_site/asgi.py)
 ]
+
+handler500 = "rana_site.db_busy.server_error"

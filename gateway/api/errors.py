@@ -21,6 +21,7 @@ from providers.secrets import redact
 from providers.services.budget import BudgetExceeded
 from providers.services.chains import ChainNotFound
 from providers.services.inputs import InvalidRequest
+from rana_site.db_busy import BUSY_MESSAGE, RETRY_AFTER_S, is_database_busy
 
 log = logging.getLogger("rana.gateway")
 
@@ -122,5 +123,9 @@ def api_error(exc: Exception, *, chain: str = "") -> ApiError:
         return ApiError(429, str(exc), type="insufficient_quota", code="budget_exceeded", headers=headers)
     if isinstance(exc, EngineError):
         return engine_failure(exc, chain)
+    if is_database_busy(exc):
+        log.error("the gateway met a busy database: %s", exc)
+        headers = [("retry-after", str(RETRY_AFTER_S))]
+        return ApiError(503, BUSY_MESSAGE, type="server_error", code="database_busy", headers=headers)
     log.exception("the gateway failed on an unexpected error", exc_info=exc)
     return ApiError(500, "RANA failed on an unexpected error; it has been logged.", type="server_error")

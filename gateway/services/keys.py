@@ -18,12 +18,13 @@ import time
 from collections.abc import Iterable
 from decimal import Decimal
 
-from django.db import IntegrityError, OperationalError, close_old_connections, transaction
+from django.db import IntegrityError, close_old_connections, transaction
 from django.utils import timezone
 
 from gateway.models import KEY_PREFIX, PREFIX_LENGTH, GatewayKey
 from gateway.services.key_cache import KeyInfo, key_lookup
 from providers.models import FallbackChain
+from rana_site.db_busy import retry_when_busy
 
 log = logging.getLogger("rana.gateway")
 
@@ -139,17 +140,15 @@ def _touch(key_id: int, wall: float) -> None:
         _write_last_used(key_id, wall)
 
 
-def _write_last_used(key_id: int, wall: float, tries: int = 3) -> None:
+def _write_last_used(key_id: int, wall: float) -> None:
     """Best effort, on an executor thread: a few tries when the database is busy."""
     when = dt.datetime.fromtimestamp(wall, tz=dt.UTC)
-    for attempt in range(tries):
-        try:
-            close_old_connections()
-            GatewayKey.objects.filter(pk=key_id).update(last_used_at=when)
-            return
-        except OperationalError:
-            time.sleep(0.05 * (attempt + 1))
-        except Exception:
-            log.exception("could not record the last use of gateway key %s", key_id)
-            return
-    log.warning("could not record the last use of gateway key %s: the database stayed busy", key_id)
+
+    def write() -> None:
+        close_old_connections()
+        GatewayKey.objects.filter(pk=key_id).update(last_used_at=when)
+
+    try:
+        retry_when_busy(write, tries=3)
+    except Exception:
+        log.exception("could not record the last use of gateway key %s", key_id)

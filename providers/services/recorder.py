@@ -27,6 +27,7 @@ from django.db import close_old_connections, connection, transaction
 
 from providers.models import Attempt, Completion
 from providers.signals import ledger_rows_written
+from rana_site.db_busy import is_database_busy
 
 log = logging.getLogger("rana.ledger")
 
@@ -159,16 +160,26 @@ class BufferedRecorder:
                 return
 
     def _write_with_retry(self, batch: list) -> None:
-        for attempt in range(5):
+        """Write a batch; a busy (locked) database is waited out however long it lasts, since
+        the rows are still in memory and the lock will go; other errors get five tries."""
+        failures = 0
+        while True:
             try:
                 close_old_connections()
                 write_rows(batch)
                 return
-            except Exception:
-                log.exception("ledger write of %d rows failed (try %d of 5)", len(batch), attempt + 1)
+            except Exception as exc:
                 connection.close()
-                time.sleep(min(self._interval_s * 2**attempt, 1.0))
-        log.error("ledger rows dropped after 5 failed writes: %d", len(batch))
+                busy = is_database_busy(exc)
+                failures += 0 if busy else 1
+                if busy:
+                    log.warning("ledger write of %d rows waits for a busy database: %s", len(batch), exc)
+                else:
+                    log.exception("ledger write of %d rows failed (try %d of 5)", len(batch), failures)
+                if failures >= 5:
+                    log.error("ledger rows dropped after 5 failed writes: %d", len(batch))
+                    return
+                time.sleep(0.25 if busy else min(self._interval_s * 2**failures, 1.0))
 
 
 class SyncRecorder:
