@@ -6,6 +6,7 @@ With DEBUG=0 the secrets must be given; a missing one stops start-up with its na
 
 import base64
 import hashlib
+import os
 from pathlib import Path
 
 import environ
@@ -15,7 +16,11 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# The .env file fills in what the environment does not set; RANA_ENV_FILE names another file,
+# or none when empty (the test suite reads none, so a developer's .env cannot change it).
+ENV_FILE = os.environ.get("RANA_ENV_FILE", str(BASE_DIR / ".env"))
+if ENV_FILE:
+    environ.Env.read_env(ENV_FILE, overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=True)
 

@@ -6,7 +6,9 @@
 SQLite: the other connection holds the database's write lock (BEGIN IMMEDIATE) and this
 process's new connections wait 0.1 s (busy timeout). PostgreSQL: the other connection holds
 an EXCLUSIVE lock on the table (reads go on) and this process's sessions have lock_timeout
-100 ms. Either way Django raises the OperationalError a real busy database raises.
+100 ms. Either way Django raises the OperationalError a real busy database raises. On
+PostgreSQL only connections opened inside the block get the short wait: a thread that must
+fail fast needs a fresh connection.
 """
 
 from __future__ import annotations

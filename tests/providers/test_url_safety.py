@@ -84,7 +84,9 @@ def test_unresolvable_name_is_accepted_on_save_but_refused_when_strict():
 @pytest.mark.django_db
 def test_provider_form_validation_names_the_rule(settings):
     settings.RANA_ALLOWED_UPSTREAM_HOSTS = []
-    provider = Provider(name="evil", kind=ProviderKind.OPENAI_COMPATIBLE, base_url="http://0x7f000001:8000/v1")
+    provider = Provider(
+        name="evil", kind=ProviderKind.OPENAI_COMPATIBLE, base_url="http://0x7f000001:8000/v1"
+    )
     with pytest.raises(ValidationError) as info:
         provider.full_clean()
     assert "loopback" in str(info.value.message_dict["base_url"])

@@ -20,7 +20,7 @@ def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
-        env={**base, **env},
+        env={**base, "RANA_ENV_FILE": "", **env},
         capture_output=True,
         text=True,
         timeout=60,
@@ -61,3 +61,18 @@ def test_deploy_check_passes_with_a_complete_production_environment(tmp_path):
 def test_local_defaults_just_work_without_any_variable(tmp_path):
     result = manage("check", env={"DATABASE_URL": f"sqlite:///{tmp_path / 'dev.sqlite3'}"})
     assert result.returncode == 0, result.stderr
+
+
+def test_the_env_file_fills_in_what_the_environment_does_not_set(tmp_path):
+    env_file = tmp_path / "rana.env"
+    env_file.write_text("DEBUG=0\n")  # production, with no secrets
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'dev.sqlite3'}", "RANA_ENV_FILE": str(env_file)}
+    result = manage("check", env=env)
+    assert result.returncode != 0 and "SECRET_KEY must be set when DEBUG=0" in result.stderr
+    assert manage("check", env={**env, "DEBUG": "1"}).returncode == 0  # the environment wins
+
+
+def test_the_test_run_reads_no_env_file():
+    from django.conf import settings
+
+    assert os.environ["RANA_ENV_FILE"] == "" and settings.ENV_FILE == ""
