@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from decimal import Decimal
 
 from asgiref.sync import sync_to_async
 
@@ -15,8 +14,7 @@ from gateway.api.stream import stream_response
 from gateway.selectors import chains_for_key
 from gateway.services.key_cache import KeyInfo
 from gateway.services.keys import gateway_key_verify, key_from_authorization
-from gateway.services.limits import key_budget_charge, key_budget_check, key_rate_check
-from providers.engine.results import EngineError
+from gateway.services.limits import key_rate_check
 from providers.services.chains import LoadedChain
 from providers.services.completions import chain_resolve, complete
 from providers.services.ledger import Caller
@@ -43,33 +41,31 @@ async def chain_for(key: KeyInfo, slug: str | None) -> LoadedChain:
     return loaded
 
 
-def _spent(exc: EngineError) -> Decimal:
-    return sum((a.cost_usd for a in exc.attempts if a.cost_usd), Decimal(0))
-
-
-async def _complete(call: ChatCall, loaded: LoadedChain, key: KeyInfo, caller: Caller) -> ApiResponse:
-    try:
-        result = await complete(chain=loaded.slug, messages=call.messages, params=call.params, caller=caller)
-    except EngineError as exc:
-        key_budget_charge(key, _spent(exc))
-        raise
-    key_budget_charge(key, result.cost_usd)
+async def _complete(call: ChatCall, loaded: LoadedChain, caller: Caller) -> ApiResponse:
+    result = await complete(chain=loaded.slug, messages=call.messages, params=call.params, caller=caller)
     meta = result_meta(result)
     headers = [("content-type", JSON), *rana_headers(meta)]
     return ApiResponse(200, headers, completion_body(result, int(time.time()), meta))
 
 
-async def _stream(call: ChatCall, loaded: LoadedChain, key: KeyInfo, caller: Caller) -> ApiResponse:
+async def _stream(call: ChatCall, loaded: LoadedChain, caller: Caller) -> ApiResponse:
     completion = await stream(chain=loaded.slug, messages=call.messages, params=call.params, caller=caller)
     try:
         first = await anext(aiter(completion))
-    except EngineError as exc:
-        key_budget_charge(key, _spent(exc))
-        raise
     except BaseException:
         await completion.aclose()
         raise
-    return stream_response(completion, first, call, key)
+    return stream_response(completion, first, call)
+
+
+def _caller(key: KeyInfo) -> Caller:
+    """The API caller, with the key's own budgets (checked and charged by the service)."""
+    return Caller(
+        source="api",
+        gateway_key_prefix=key.prefix,
+        key_daily_budget_usd=key.daily_budget_usd,
+        key_monthly_budget_usd=key.monthly_budget_usd,
+    )
 
 
 async def chat_completions(request: ApiRequest) -> ApiResponse:
@@ -81,11 +77,9 @@ async def chat_completions(request: ApiRequest) -> ApiResponse:
         call = chat_call_parse(request.body)
         loaded = await chain_for(key, call.chain)
         chain = loaded.slug
-        await key_budget_check(key)
-        caller = Caller(source="api", gateway_key_prefix=key.prefix)
         if call.stream:
-            return await _stream(call, loaded, key, caller)
-        return await _complete(call, loaded, key, caller)
+            return await _stream(call, loaded, _caller(key))
+        return await _complete(call, loaded, _caller(key))
     except Exception as exc:
         return api_error(exc, chain=chain).response()
 

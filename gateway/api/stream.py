@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -21,8 +20,6 @@ from gateway.api.errors import api_error
 from gateway.api.http import SSE, ApiResponse
 from gateway.api.params import ChatCall
 from gateway.api.render import completion_id, rana_headers, rana_meta, result_meta, usage_json
-from gateway.services.key_cache import KeyInfo
-from gateway.services.limits import key_budget_charge
 from providers.engine.results import EngineError
 from providers.engine.types import StreamEvent, Usage
 from providers.services.streaming import CompletionStream
@@ -65,28 +62,26 @@ class ChunkWriter:
 
 def _answering(completion: CompletionStream) -> tuple[str, str]:
     step = completion.answering
-    if step is not None:
-        return step.provider.name, step.model
-    hit = completion.prepared.cached
-    return (hit.provider_name, hit.model) if hit is not None else ("", "")
+    return (step.provider_name, step.model) if step is not None else ("", "")
 
 
 def stream_headers(completion: CompletionStream) -> list[tuple[str, str]]:
     """Headers known at the first token. The cost header counts the attempts that ended before
     it (`x-rana-cost-final: false`); the whole cost is in the final chunk's `rana` object."""
-    attempts = completion.prepared.ledger.attempts
+    attempts = completion.attempts
     provider, model = _answering(completion)
-    step = completion.answering
+    answering = completion.answering
+    step = answering if answering is not None and answering.position is not None else None
     first = attempts[0].step_position if attempts else None
     meta = rana_meta(
         request_id=completion.request_id,
-        chain=completion.prepared.loaded.slug,
+        chain=completion.chain_slug,
         provider=provider,
         model=model,
         fallback=step is not None and first is not None and first != step.position,
         attempts=attempts,
-        cost_usd=sum((a.cost_usd for a in attempts if a.cost_usd), Decimal(0)),
-        cache_hit=completion.prepared.cached is not None,
+        cost_usd=completion.cost_so_far,
+        cache_hit=completion.cache_hit,
     )
     meta["attempt_count"] += 1 if step is not None else 0  # the call being relayed
     return [
@@ -99,7 +94,7 @@ def stream_headers(completion: CompletionStream) -> list[tuple[str, str]]:
 
 
 async def sse_events(
-    completion: CompletionStream, first: StreamEvent, call: ChatCall, key: KeyInfo
+    completion: CompletionStream, first: StreamEvent, call: ChatCall
 ) -> AsyncIterator[bytes]:
     """The event stream after the first event; closes the upstream however it ends."""
     writer = ChunkWriter(completion.request_id, _answering(completion)[1], call.include_usage)
@@ -115,10 +110,9 @@ async def sse_events(
         failure = exc
     finally:
         await completion.aclose()
-        spent = (a.cost_usd for a in completion.prepared.ledger.attempts if a.cost_usd)
-        key_budget_charge(key, sum(spent, Decimal(0)))
+
     if failure is not None:
-        error = api_error(failure, chain=completion.prepared.loaded.slug).body()
+        error = api_error(failure, chain=completion.chain_slug).body()
         yield b"data: " + orjson.dumps(error) + b"\n\n"
         return
     yield _closing(writer, completion, finish, usage) + DONE
@@ -134,12 +128,10 @@ def _closing(writer: ChunkWriter, completion: CompletionStream, finish, usage: U
     return writer.delta({}, finish or "stop") + usage_chunk
 
 
-def stream_response(
-    completion: CompletionStream, first: StreamEvent, call: ChatCall, key: KeyInfo
-) -> ApiResponse:
+def stream_response(completion: CompletionStream, first: StreamEvent, call: ChatCall) -> ApiResponse:
     return ApiResponse(
         200,
         stream_headers(completion),
-        stream=sse_events(completion, first, call, key),
+        stream=sse_events(completion, first, call),
         on_close=completion.aclose,
     )

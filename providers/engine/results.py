@@ -11,6 +11,11 @@ from .types import ChatResponse, FailureClass, Usage
 SUCCESS = "success"
 
 
+def attempts_cost(attempts) -> Decimal:
+    """What a request's attempts cost (unpriced ones count nothing): the one sum of it."""
+    return sum((a.cost_usd for a in attempts if a.cost_usd is not None), Decimal(0))
+
+
 @dataclass(slots=True)
 class AttemptRecord:
     """One upstream call (or one skipped step), as it ended."""
@@ -60,6 +65,11 @@ class EngineError(Exception):
     def __init__(self, message: str, attempts: list[AttemptRecord]) -> None:
         super().__init__(message)
         self.attempts = attempts
+
+    @property
+    def cost_usd(self) -> Decimal:
+        """What the attempts made before this error cost (billed even though it failed)."""
+        return attempts_cost(self.attempts)
 
 
 class AllProvidersFailed(EngineError):

@@ -72,6 +72,7 @@ class Prepared:
     messages: tuple[Message, ...]
     params: ChatParams
     ledger: RequestLedger
+    budgets: tuple[budget.BudgetScope, ...] = ()
     cache_key: str | None = None
     cached: response_cache.CachedAnswer | None = None
 
@@ -90,12 +91,18 @@ async def prepare(
     chat_params = params_normalise(params)
     loaded = await chain_resolve(chain)
     ledger = RequestLedger(new_request_id(), loaded.chain_id, loaded.slug, caller, stream)
-    prepared = Prepared(loaded, msgs, chat_params, ledger)
-    if budget.has_budget(loaded.daily_budget_usd, loaded.monthly_budget_usd):
+    scopes = budget.budget_scopes(
+        chain_id=loaded.chain_id,
+        chain_daily=loaded.daily_budget_usd,
+        chain_monthly=loaded.monthly_budget_usd,
+        key_prefix=caller.gateway_key_prefix,
+        key_daily=caller.key_daily_budget_usd,
+        key_monthly=caller.key_monthly_budget_usd,
+    )
+    prepared = Prepared(loaded, msgs, chat_params, ledger, scopes)
+    if scopes:
         try:
-            await sync_to_async(budget.budget_check, thread_sensitive=False)(
-                chain_id=loaded.chain_id, daily=loaded.daily_budget_usd, monthly=loaded.monthly_budget_usd
-            )
+            await sync_to_async(budget.budget_check, thread_sensitive=False)(scopes=scopes)
         except budget.BudgetExceeded as exc:
             exc.request_id = ledger.request_id
             await _finish(
@@ -211,13 +218,10 @@ async def record_success(prepared: Prepared, result: EngineResult) -> Completion
 
 
 async def charge(prepared: Prepared, cost: Decimal) -> None:
-    loaded = prepared.loaded
-    if cost and budget.has_budget(loaded.daily_budget_usd, loaded.monthly_budget_usd):
+    """Charge what the request cost (failed attempts included) to every budget it falls under."""
+    if cost and prepared.budgets:
         await sync_to_async(budget.budget_charge, thread_sensitive=False)(
-            chain_id=loaded.chain_id,
-            daily=loaded.daily_budget_usd,
-            monthly=loaded.monthly_budget_usd,
-            cost_usd=cost,
+            scopes=prepared.budgets, cost_usd=cost
         )
 
 
@@ -236,7 +240,7 @@ async def record_failure(prepared: Prepared, exc: AllProvidersFailed | Cancelled
         error_message=str(exc)[:4000],
         retry_after_s=getattr(exc, "retry_after_s", None),
     )
-    await charge(prepared, sum((a.cost_usd for a in exc.attempts if a.cost_usd), Decimal(0)))
+    await charge(prepared, exc.cost_usd)
 
 
 async def complete(

@@ -10,18 +10,20 @@ from decimal import Decimal
 
 from django.utils import timezone
 
-from providers.engine.results import AttemptRecord
+from providers.engine.results import AttemptRecord, attempts_cost
 from providers.models import Attempt, Completion, CompletionOutcome
 from providers.services.recorder import PendingRow, get_recorder
 
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """Who is asking: the source and the user or gateway key."""
+    """Who is asking: the source and the user or gateway key (with the key's own budgets)."""
 
     source: str = "playground"
     user_id: int | None = None
     gateway_key_prefix: str = ""
+    key_daily_budget_usd: Decimal | None = None
+    key_monthly_budget_usd: Decimal | None = None
 
 
 @dataclass(slots=True)
@@ -72,13 +74,17 @@ class RequestLedger:
             )
         )
 
+    @property
+    def cost_so_far(self) -> Decimal:
+        return attempts_cost(self.attempts)
+
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000
 
     def finish(self, outcome: CompletionOutcome, **fields) -> PendingRow:
         """Write the completion row; totals come from the attempts unless given."""
         usage_rows = [a.usage for a in self.attempts if a.usage]
-        cost = sum((a.cost_usd for a in self.attempts if a.cost_usd is not None), Decimal(0))
+        cost = self.cost_so_far
         success = next((a for a in reversed(self.attempts) if a.ok), None)
         first = self.attempts[0].step_position if self.attempts else None
         values = {

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from providers.engine.fallback import EngineStream, run_stream
-from providers.engine.plan import StepPlan
-from providers.engine.results import AllProvidersFailed, Cancelled, EngineError
+from providers.engine.results import AllProvidersFailed, AttemptRecord, Cancelled, EngineError
 from providers.engine.types import ChatParams, StreamEvent
 from providers.services.completions import (
     DEFAULT_CALLER,
@@ -28,6 +29,13 @@ from providers.services.completions import (
     record_success,
 )
 from providers.services.ledger import Caller
+
+
+@dataclass(frozen=True, slots=True)
+class AnsweringStep:
+    provider_name: str
+    model: str
+    position: int | None  # None for a cached answer (no step was called)
 
 
 class CompletionStream:
@@ -49,9 +57,31 @@ class CompletionStream:
         await self._events.aclose()
 
     @property
-    def answering(self) -> StepPlan | None:
-        """The step whose stream is being relayed, once the first event is out (None on a cache hit)."""
-        return self._engine_stream.answering if self._engine_stream is not None else None
+    def attempts(self) -> list[AttemptRecord]:
+        """Every attempt so far (the answering one included once it has ended)."""
+        return self.prepared.ledger.attempts
+
+    @property
+    def cost_so_far(self) -> Decimal:
+        """What the attempts so far cost; final once the stream has ended."""
+        return self.prepared.ledger.cost_so_far
+
+    @property
+    def chain_slug(self) -> str:
+        return self.prepared.loaded.slug
+
+    @property
+    def cache_hit(self) -> bool:
+        return self.prepared.cached is not None
+
+    @property
+    def answering(self) -> AnsweringStep | None:
+        """Who is answering, once the first event is out: the relayed step, or the cached answer's."""
+        step = self._engine_stream.answering if self._engine_stream is not None else None
+        if step is not None:
+            return AnsweringStep(step.provider.name, step.model, step.position)
+        hit = self.prepared.cached
+        return AnsweringStep(hit.provider_name, hit.model, None) if hit is not None else None
 
     async def _replay_cache(self) -> AsyncIterator[StreamEvent]:
         hit = self.prepared.cached

@@ -177,6 +177,20 @@ async def test_spend_is_charged_so_the_next_request_is_blocked(chain, adapter):
         await complete(messages=HELLO, overrides=overrides(adapter))
 
 
+async def test_a_key_budget_is_charged_by_the_service_failed_attempts_included(chain, adapter):
+    """One budget service for every scope: the key's limits come in the Caller."""
+    key = Caller(source="api", gateway_key_prefix="rk_test1", key_daily_budget_usd=Decimal("0.01"))
+    adapter.script("first", "m1", fail("server_error", usage=USAGE))  # billed although it failed
+    adapter.script("second", "m2", ok(usage=USAGE))  # $0.002: under $0.01 alone, not with m1's $0.00996
+    await complete(messages=HELLO, caller=key, overrides=overrides(adapter))
+    with pytest.raises(BudgetExceeded) as info:
+        await complete(messages=HELLO, caller=key, overrides=overrides(adapter))
+    assert info.value.scope == "key daily"
+    other_key = Caller(source="api", gateway_key_prefix="rk_other", key_daily_budget_usd=Decimal("0.01"))
+    adapter.script("first", "m1", ok(usage=USAGE))
+    await complete(messages=HELLO, caller=other_key, overrides=overrides(adapter))  # its own budget
+
+
 async def test_cache_hit_is_recorded_at_zero_cost_and_replayed_as_a_stream(chain, adapter):
     chain.cache_ttl_s = 60
     await chain.asave()
