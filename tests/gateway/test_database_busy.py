@@ -55,7 +55,18 @@ async def test_requests_answer_while_the_ledger_is_locked_and_every_row_lands_la
     assert stored == ids
 
 
-async def test_a_ledger_write_that_cannot_wait_is_a_503_json_error_with_retry_after(api, api_key, upstream):
+@pytest.fixture
+def sync_ledger(monkeypatch):
+    """A synchronous ledger writer whose thread connects afresh (so it sees the short lock wait)."""
+    synchronous = recorder.SyncRecorder()
+    monkeypatch.setattr(recorder, "_recorder", synchronous)
+    yield synchronous
+    synchronous.close()
+
+
+async def test_a_ledger_write_that_cannot_wait_is_a_503_json_error_with_retry_after(
+    api, api_key, upstream, sync_ledger
+):
     async with blocked_writes("providers_completion"):  # the test settings write the ledger synchronously
         response = await api.post(URL, json={"model": "main", "messages": HELLO}, headers=auth(api_key))
     assert response.status_code == 503 and response.headers["retry-after"] == "2"
