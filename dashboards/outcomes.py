@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from providers.engine.types import FailureClass
+from providers.types import FailureClass
 
 SUCCESS = "success"
 FAILURE_CLASSES: tuple[str, ...] = tuple(c.value for c in FailureClass)

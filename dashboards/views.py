@@ -6,10 +6,8 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
 
 from dashboards.charts import CHARTS, COST_CHARTS, RELIABILITY_CHARTS, LedgerChartView
@@ -20,14 +18,10 @@ from dashboards.selectors.filters import Filters
 from dashboards.selectors.query import completion_sums
 from dashboards.selectors.reliability import reliability_summary
 from dashboards.selectors.status import provider_status
+from rana_site.htmx import page_or_fragment
 
 BODY_ID = "dashboard-body"
 WIDE = {"rates", "spend-by-provider", "spend-by-model", "tokens", "funnel"}
-
-
-def _wants_fragment(request: HttpRequest, target: str) -> bool:
-    htmx = request.htmx
-    return bool(htmx) and not htmx.history_restore_request and htmx.target == target
 
 
 def chart_cards(charts: list[type[LedgerChartView]], f: Filters) -> list[dict]:
@@ -65,12 +59,14 @@ def _dashboard(
     if context["empty"]:
         context["hidden_injected"] = _hidden_injected(filters)
     context["body_template"] = f"dashboards/_{page}_body.html"
-    fragment = _wants_fragment(request, BODY_ID)
-    template = context["body_template"] if fragment else "dashboards/dashboard_page.html"
     with timezone.override(filters.tz):
-        response = render(request, template, context)
-    patch_vary_headers(response, ("HX-Request",))
-    return response
+        return page_or_fragment(
+            request,
+            fragment=context["body_template"],
+            page="dashboards/dashboard_page.html",
+            context=context,
+            target=BODY_ID,
+        )
 
 
 def _status_rows(f: Filters) -> list[dict]:
@@ -107,11 +103,13 @@ def status(request: HttpRequest) -> HttpResponse:
     rows = provider_status(
         now=timezone.now(), include_injected=filters.include_injected, provider=filters.provider
     )
-    template = "dashboards/_provider_status.html" if request.htmx else "dashboards/provider_status.html"
     with timezone.override(filters.tz):
-        response = render(request, template, {"status": rows, "filters": filters})
-    patch_vary_headers(response, ("HX-Request",))
-    return response
+        return page_or_fragment(
+            request,
+            fragment="dashboards/_provider_status.html",
+            page="dashboards/provider_status.html",
+            context={"status": rows, "filters": filters},
+        )
 
 
 @require_GET

@@ -1,4 +1,4 @@
-"""Reads for the API and the admin."""
+"""Reads for the API."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ from typing import Any
 from django.db import close_old_connections
 
 from gateway.services.key_cache import KeyInfo
-from providers.models import Attempt, Completion, FallbackChain
-from providers.services.recorder import ledger_flush
+from providers.models import FallbackChain
 
 
 def chains_for_key(key: KeyInfo, *, slug: str | None = None) -> list[dict[str, Any]]:
@@ -23,13 +22,3 @@ def chains_for_key(key: KeyInfo, *, slug: str | None = None) -> list[dict[str, A
         {"id": c.slug, "object": "model", "created": int(c.created_at.timestamp()), "owned_by": "rana"}
         for c in chains.only("slug", "created_at")
     ]
-
-
-def completion_timeline(request_id) -> dict[str, Any] | None:
-    """One completion and its attempts, in order (after the ledger writer has caught up)."""
-    ledger_flush(timeout_s=2.0)
-    completion = Completion.objects.filter(pk=request_id).first()
-    if completion is None:
-        return None
-    attempts = list(Attempt.objects.filter(completion_id=request_id).order_by("started_at", "id"))
-    return {"completion": completion, "attempts": attempts}

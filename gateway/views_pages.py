@@ -8,7 +8,8 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET
 
-from gateway.selectors import completion_timeline
+from providers.selectors import completion_timeline
+from providers.services import ledger_await
 
 
 @require_GET
@@ -26,7 +27,14 @@ def completion_lookup(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def completion_detail(request: HttpRequest, request_id: uuid.UUID) -> HttpResponse:
-    timeline = completion_timeline(request_id)
+    ledger_await(request_id=request_id)
+    timeline = completion_timeline(request_id=request_id)
     if timeline is None:
         raise Http404("No completion with this request id (yet).")
-    return render(request, "gateway/completion_detail.html", timeline)
+    context = {
+        "request_id": request_id,
+        "timeline": timeline,
+        "completion": timeline.completion,
+        "attempts": timeline.attempts,
+    }
+    return render(request, "gateway/completion_detail.html", context)

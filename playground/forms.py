@@ -13,8 +13,8 @@ from django import forms
 
 from providers.models import FallbackChain
 from providers.selectors import chain_list
-from providers.services.faults import FAULT_CHOICES, STREAM_CUT, FaultSpec
-from providers.services.inputs import InvalidRequest, params_normalise
+from providers.services import FAULT_CHOICES, STREAM_CUT, FaultSpec, params_normalise
+from providers.types import InvalidRequest
 
 PARAM_FIELDS = ("temperature", "max_tokens", "top_p", "stop")
 

@@ -5,30 +5,34 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
 from django.template.loader import render_to_string
-from django.utils.cache import patch_vary_headers
+
+from providers.selectors import completion_timeline
+from providers.services import ledger_await
+from rana_site import htmx
 
 from .models import PlaygroundRun
-from .selectors import run_thread, run_timeline
+from .selectors import run_thread
 
 
 def page_or_fragment(
     request: HttpRequest, fragment: str, context: dict[str, Any], *, page: str | None = None, title: str = ""
 ) -> HttpResponse:
-    """With HX-Request: the fragment alone; else the page (or the fragment in the site frame)."""
-    if getattr(request, "htmx", False):
-        response = render(request, fragment, context)
-    else:
-        context = {**context, "fragment": fragment, "title": title or "Playground"}
-        response = render(request, page or "playground/playground_fragment.html", context)
-    patch_vary_headers(response, ["HX-Request"])
-    return response
+    """The playground's pages: a fragment without a page of its own is shown in the site frame."""
+    page_context = {**context, "title": title or "Playground"}
+    return htmx.page_or_fragment(
+        request, fragment=fragment, page=page or "playground/playground_fragment.html", context=page_context
+    )
 
 
 def turn(run: PlaygroundRun) -> dict[str, Any]:
-    """One run as the templates show it: the run and, once finished, its timeline."""
-    return {"run": run, "timeline": run_timeline(run) if run.finished else None}
+    """One run as the templates show it: the run and, once finished, its timeline (its ledger
+    rows waited for first, since they are written behind the answer, maybe by another worker)."""
+    timeline = None
+    if run.finished and run.completion_id is not None:
+        ledger_await(request_id=run.completion_id)
+        timeline = completion_timeline(request_id=run.completion_id)
+    return {"run": run, "timeline": timeline}
 
 
 def thread_turns(run: PlaygroundRun) -> list[dict[str, Any]]:

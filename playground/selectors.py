@@ -1,43 +1,21 @@
-"""Read side of the playground: runs, conversations, and the attempt timeline of a run.
+"""Read side of the playground: runs and conversations.
 
-The timeline has one source: the ledger rows (providers.Completion and its Attempts, by
-the run's request id), the same rows every dashboard reads. The write-behind recorder is
-flushed first, so a run that just ended is complete in the timeline.
+A run's attempt timeline is the hub's (providers.selectors.completion_timeline, by the run's
+request id): the same ledger rows the API's completion page, the admin and every dashboard read.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
-from decimal import Decimal
 
 from django.db.models import OuterRef, Subquery
 
-from providers.models import Attempt, ChainStep, Completion
-from providers.services.recorder import ledger_flush
+from providers.models import ChainStep, Completion
 
 from .models import PlaygroundRun
 
 MAX_THREAD = 50
 HISTORY_SIZE = 50
-
-
-@dataclass(slots=True)
-class Timeline:
-    completion: Completion | None
-    attempts: list[Attempt] = field(default_factory=list)
-
-    @property
-    def cost_usd(self) -> Decimal | None:
-        return self.completion.cost_usd if self.completion else None
-
-    @property
-    def injected(self) -> bool:
-        return any(a.injected for a in self.attempts)
-
-    @property
-    def answered_attempt(self) -> Attempt | None:
-        return next((a for a in reversed(self.attempts) if a.outcome == "success"), None)
 
 
 def chain_steps(slug: str | None) -> list[tuple[int, str]]:
@@ -80,13 +58,3 @@ def runs_recent(*, user_id: int, limit: int = HISTORY_SIZE) -> list[PlaygroundRu
 
 def compare_runs(*, group: uuid.UUID, user_id: int) -> list[PlaygroundRun]:
     return list(PlaygroundRun.objects.filter(compare_group=group, user_id=user_id).order_by("created_at"))
-
-
-def run_timeline(run: PlaygroundRun) -> Timeline | None:
-    """The recorded completion and attempts of a finished run (None before it reached the ledger)."""
-    if run.completion_id is None:
-        return None
-    ledger_flush(timeout_s=2.0)
-    completion = Completion.objects.filter(pk=run.completion_id).first()
-    attempts = list(Attempt.objects.filter(completion_id=run.completion_id).order_by("started_at", "id"))
-    return Timeline(completion, attempts)

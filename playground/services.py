@@ -1,8 +1,7 @@
 """Playground runs: create one, then execute it once through the providers service.
 
-Every prompt goes through providers.services.completions.complete or
-providers.services.streaming.stream with caller=Caller(source="playground", user_id=...);
-injected faults go in as an `adapter_for` override (providers.services.faults). A run is
+Every prompt goes through the providers service (complete or stream) with
+caller=Caller(source="playground", user_id=...) and the run's injected faults. A run is
 executed at most once: `run_claim` moves it from pending to running atomically.
 Every error ends in words on the run (`error_message`), never in an exception to the view.
 """
@@ -19,14 +18,16 @@ from typing import Any
 from django.db import DatabaseError
 from django.utils import timezone
 
-from providers.engine.results import AllProvidersFailed, Cancelled, StreamInterrupted
-from providers.services.budget import BudgetExceeded
-from providers.services.chains import ChainNotFound
-from providers.services.completions import chain_resolve, complete
-from providers.services.faults import FaultSpec, StepOutOfRange, adapter_for_with_faults, fault_specs_bind
-from providers.services.inputs import InvalidRequest
-from providers.services.ledger import Caller
-from providers.services.streaming import stream
+from providers.services import Caller, FaultSpec, complete, stream
+from providers.types import (
+    AllProvidersFailed,
+    BudgetExceeded,
+    Cancelled,
+    ChainNotFound,
+    InvalidRequest,
+    StepOutOfRange,
+    StreamInterrupted,
+)
 from rana_site.db_busy import BUSY_MESSAGE, aretry_when_busy, is_database_busy
 
 from .models import PlaygroundRun, RunStatus
@@ -90,12 +91,8 @@ async def run_claim(*, run_id: uuid.UUID, user_id: int) -> PlaygroundRun | None:
     return await PlaygroundRun.objects.aget(pk=run_id)
 
 
-async def _overrides(run: PlaygroundRun) -> dict[str, Any] | None:
-    if not run.faults:
-        return None
-    specs = [FaultSpec.from_dict(row) for row in run.faults]
-    plan = (await chain_resolve(run.chain_slug)).plan
-    return {"adapter_for": adapter_for_with_faults(fault_specs_bind(specs, plan))}
+def _faults(run: PlaygroundRun) -> list[FaultSpec]:
+    return [FaultSpec.from_dict(row) for row in run.faults]
 
 
 def _caller(run: PlaygroundRun) -> Caller:
@@ -185,7 +182,7 @@ async def run_execute(run: PlaygroundRun) -> PlaygroundRun:
             messages=run.messages,
             params=run.params,
             caller=_caller(run),
-            overrides=await _overrides(run),
+            faults=_faults(run),
         )
     except asyncio.CancelledError as exc:
         await _finish_with_error(run, exc)
@@ -208,7 +205,7 @@ async def run_stream_tokens(run: PlaygroundRun) -> AsyncIterator[str]:
             messages=run.messages,
             params=run.params,
             caller=_caller(run),
-            overrides=await _overrides(run),
+            faults=_faults(run),
         )
     except Exception as exc:
         await _finish_with_error(run, exc)

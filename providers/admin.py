@@ -9,9 +9,11 @@ from adminsortable2.admin import SortableAdminBase, SortableTabularInline
 from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
+from django.template.loader import render_to_string
 
 from providers.admin_forms import ChainStepForm, ChainStepFormSet, FallbackChainAdminForm, ProviderAdminForm
 from providers.models import Attempt, ChainStep, Completion, FallbackChain, ModelPrice, Provider
+from providers.selectors import completion_timeline
 from providers.services.chain_rules import chain_default_claim, chain_steps_renumber
 from providers.services.plans import chain_worst_case
 
@@ -161,36 +163,6 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
-class AttemptInline(admin.TabularInline):
-    model = Attempt
-    fields = [
-        "started_at",
-        "step_position",
-        "provider_name",
-        "model",
-        "retry_index",
-        "outcome",
-        "http_status",
-        "latency_ms",
-        "cost_usd",
-        "error_message",
-    ]
-    readonly_fields = fields
-    ordering = ["started_at", "id"]
-    extra = 0
-    can_delete = False
-    show_change_link = True
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
 def _search_ids(queryset: QuerySet, term: str, *, uuid_field: str, int_field: str | None = None) -> QuerySet:
     """Exact id search: a UUID (with or without dashes) or, for attempts, a row number."""
     term = term.strip()
@@ -205,7 +177,7 @@ def _search_ids(queryset: QuerySet, term: str, *, uuid_field: str, int_field: st
 
 @admin.register(Completion)
 class CompletionAdmin(ReadOnlyAdmin):
-    inlines = [AttemptInline]
+    readonly_fields = ["attempt_timeline"]
     list_display = [
         "created_at",
         "id",
@@ -229,6 +201,12 @@ class CompletionAdmin(ReadOnlyAdmin):
         if not search_term.strip():
             return queryset, False
         return _search_ids(queryset, search_term, uuid_field="pk"), False
+
+    @admin.display(description="Attempt timeline")
+    def attempt_timeline(self, obj: Completion) -> str:
+        """The same timeline the playground and the completion page show (one selector)."""
+        timeline = completion_timeline(request_id=obj.pk)
+        return render_to_string("providers/admin_attempt_timeline.html", {"timeline": timeline})
 
 
 @admin.register(Attempt)

@@ -1,4 +1,4 @@
-"""Provider keys at rest: MultiFernet encryption, masking, and log redaction.
+"""Provider keys at rest: MultiFernet encryption, and log redaction (providers.redaction).
 
 Encrypt with the newest key in RANA_ENCRYPTION_KEYS; decrypt with any of them, so a
 new key can be put first and old rows still read until `rana_rotate_keys` re-encrypts them.
@@ -7,18 +7,24 @@ new key can be put first and old rows still read until `rana_rotate_keys` re-enc
 from __future__ import annotations
 
 import logging
-import re
 from functools import lru_cache
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-# Shapes of provider and gateway keys, so a key that slips into a log line is still hidden.
-_KEY_PATTERNS = re.compile(
-    r"(sk-ant-[A-Za-z0-9_\-]{8,}|sk-[A-Za-z0-9_\-]{16,}|AIza[0-9A-Za-z_\-]{20,}"
-    r"|rana_[A-Za-z0-9_\-]{16,}|(?i:bearer)\s+[A-Za-z0-9._\-]{12,})"
-)
+from providers.redaction import mask, redact
+
+__all__ = [
+    "KeyDecryptionError",
+    "RedactingFilter",
+    "decrypt",
+    "encrypt",
+    "fernet",
+    "mask",
+    "redact",
+    "rotate",
+]
 
 
 class KeyDecryptionError(Exception):
@@ -64,21 +70,6 @@ def rotate(ciphertext: str) -> str:
         return fernet().rotate(ciphertext.encode()).decode()
     except InvalidToken as exc:
         raise KeyDecryptionError("a stored provider key cannot be decrypted") from exc
-
-
-def mask(secret: str) -> str:
-    """Show only the last four characters: '••••abcd'."""
-    if not secret:
-        return ""
-    return "••••" + secret[-4:] if len(secret) > 8 else "••••"
-
-
-def redact(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
-    """Replace the given secrets, and anything shaped like a key, with its mask."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, mask(secret))
-    return _KEY_PATTERNS.sub(lambda m: mask(m.group(0)), text)
 
 
 class RedactingFilter(logging.Filter):

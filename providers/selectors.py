@@ -1,10 +1,32 @@
-"""Read-side queries over providers, chains and the ledger. Plain data out."""
+"""The hub's reads, for spokes: chains, prices and costs, provider status, the ledger.
+
+Selectors only read (writing, flushing or waiting for the ledger is a service's job).
+"""
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+
 from django.db.models import Count, Sum
 
+from providers.engine.cost import attempt_cost
 from providers.models import Attempt, Completion, FallbackChain
+from providers.services.breaker import get_breaker
+from providers.services.completions import chain_resolve
+from providers.services.plans import price_lookup
+
+__all__ = [
+    "CompletionTimeline",
+    "attempt_cost",
+    "chain_list",
+    "chain_resolve",
+    "circuit_states",
+    "completion_timeline",
+    "ledger_totals",
+    "price_lookup",
+]
 
 
 def chain_list() -> list[FallbackChain]:
@@ -18,3 +40,45 @@ def ledger_totals() -> dict:
         "attempts": Attempt.objects.count(),
         "cost_usd": completions["cost"] or 0,
     }
+
+
+def circuit_states() -> list[dict]:
+    """This process's open and half-open circuits (provider, model, state, cooldown left)."""
+    return get_breaker().states()
+
+
+@dataclass(slots=True)
+class CompletionTimeline:
+    """One completion and its attempts in the order they started, as every page shows it."""
+
+    completion: Completion | None
+    attempts: list[Attempt] = field(default_factory=list)
+
+    @property
+    def cost_usd(self) -> Decimal | None:
+        return self.completion.cost_usd if self.completion else None
+
+    @property
+    def injected(self) -> bool:
+        return any(a.injected for a in self.attempts)
+
+    @property
+    def answered_attempt(self) -> Attempt | None:
+        return next((a for a in reversed(self.attempts) if a.outcome == "success"), None)
+
+    @property
+    def writing(self) -> bool:
+        """Rows still on their way to the database (a worker's write-behind buffer)."""
+        if self.completion is None:
+            return True
+        called = sum(1 for a in self.attempts if a.outcome != "circuit_open")
+        return called < self.completion.attempt_count
+
+
+def completion_timeline(*, request_id: uuid.UUID) -> CompletionTimeline | None:
+    """The completion and attempts recorded under a request id; None when nothing is (yet)."""
+    completion = Completion.objects.filter(pk=request_id).first()
+    attempts = list(Attempt.objects.filter(completion_id=request_id).order_by("started_at", "id"))
+    if completion is None and not attempts:
+        return None
+    return CompletionTimeline(completion, attempts)

@@ -16,13 +16,13 @@ from typing import Any
 
 from chartjs.views.lines import BaseLineChartView
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 
 from dashboards.forms import filters_from_request
 from dashboards.outcomes import PALETTE
 from dashboards.selectors.filters import Filters
+from rana_site.htmx import page_or_fragment
 
 Number = int | float | Decimal | None
 
@@ -144,6 +144,10 @@ class LedgerChartView(BaseLineChartView):
             "rows": rows,
             "filters": self.filters,
         }
-        template = "dashboards/_chart_table.html" if request.htmx else "dashboards/chart_table.html"
         with timezone.override(self.filters.tz):
-            return render(request, template, context)
+            return page_or_fragment(
+                request,
+                fragment="dashboards/_chart_table.html",
+                page="dashboards/chart_table.html",
+                context=context,
+            )

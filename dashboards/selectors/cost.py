@@ -14,10 +14,9 @@ from dashboards.outcomes import SUCCESS
 from dashboards.selectors.filters import Filters
 from dashboards.selectors.query import attempt_sums, completion_sums
 from dashboards.selectors.timeslots import series_edges, slot_keys, slot_labels
-from providers.engine.cost import attempt_cost
-from providers.engine.types import Price, Usage
 from providers.models import ChainStep, FallbackChain
-from providers.services.plans import price_lookup
+from providers.selectors import attempt_cost, price_lookup
+from providers.types import Price, Usage
 
 _PREMIUM = ("attempts", "cost_usd", "input_tokens", "output_tokens", "cached_tokens", "unpriced")
 TOP = 8

@@ -17,8 +17,8 @@ from dashboards.models import ProviderStatus
 from dashboards.outcomes import NOT_COUNTED_IN_ERROR_RATE, SUCCESS
 from dashboards.selectors.reliability import pct
 from providers.models import Attempt, Provider
-from providers.secrets import redact
-from providers.services.breaker import get_breaker
+from providers.selectors import circuit_states
+from providers.services import redact
 
 RECENT = dt.timedelta(minutes=15)
 
@@ -49,7 +49,7 @@ def _state(attempts: int, error_rate: float | None) -> str:
 
 def _circuits_by_provider() -> dict[int, list[dict]]:
     circuits: dict[int, list[dict]] = {}
-    for state in get_breaker().states():
+    for state in circuit_states():
         if state["state"] != "closed":
             circuits.setdefault(state["provider_id"], []).append(state)
     return circuits

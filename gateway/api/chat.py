@@ -15,10 +15,9 @@ from gateway.selectors import chains_for_key
 from gateway.services.key_cache import KeyInfo
 from gateway.services.keys import gateway_key_verify, key_from_authorization
 from gateway.services.limits import key_rate_check
-from providers.services.chains import LoadedChain
-from providers.services.completions import chain_resolve, complete
-from providers.services.ledger import Caller
-from providers.services.streaming import stream
+from providers.selectors import chain_resolve
+from providers.services import Caller, complete, stream
+from providers.types import LoadedChain
 
 
 async def authenticate(request: ApiRequest) -> KeyInfo:

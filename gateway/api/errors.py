@@ -16,11 +16,8 @@ from gateway.api.http import ApiResponse, json_response
 from gateway.api.render import rana_headers, rana_meta
 from gateway.services.keys import KeyRejected
 from gateway.services.limits import RateLimited
-from providers.engine.results import AllProvidersFailed, EngineError
-from providers.secrets import redact
-from providers.services.budget import BudgetExceeded
-from providers.services.chains import ChainNotFound
-from providers.services.inputs import InvalidRequest
+from providers.services import redact
+from providers.types import AllProvidersFailed, BudgetExceeded, ChainNotFound, EngineError, InvalidRequest
 from rana_site.db_busy import BUSY_MESSAGE, RETRY_AFTER_S, is_database_busy
 
 log = logging.getLogger("rana.gateway")

@@ -11,10 +11,8 @@ from typing import Any
 import orjson
 from django.urls import reverse
 
-from providers.engine.results import AttemptRecord
-from providers.engine.types import Usage
-from providers.secrets import redact
-from providers.services.completions import CompletionResult
+from providers.services import redact
+from providers.types import AttemptRecord, CompletionResult, Usage
 
 NOT_A_CALL = "circuit_open"
 

@@ -20,9 +20,7 @@ from gateway.api.errors import api_error
 from gateway.api.http import SSE, ApiResponse
 from gateway.api.params import ChatCall
 from gateway.api.render import completion_id, rana_headers, rana_meta, result_meta, usage_json
-from providers.engine.results import EngineError
-from providers.engine.types import StreamEvent, Usage
-from providers.services.streaming import CompletionStream
+from providers.types import CompletionStream, EngineError, StreamEvent, Usage
 
 DONE = b"data: [DONE]\n\n"
 

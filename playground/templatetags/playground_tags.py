@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from django import template
 
-from providers.secrets import redact
+from providers.services import redact
 
 register = template.Library()
 

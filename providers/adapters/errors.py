@@ -24,7 +24,7 @@ from __future__ import annotations
 import httpx
 
 from providers.engine.types import FailureClass, ProviderError, Usage
-from providers.secrets import redact
+from providers.redaction import redact
 
 MAX_MESSAGE_CHARS = 500
 

@@ -1,1 +1,33 @@
-"""The providers service layer: what every spoke calls."""
+"""The providers service layer's public surface: what spokes call to write and to run prompts.
+
+Spokes (playground, dashboards, gateway) import from here, `providers.selectors` (reads),
+`providers.types` (results and errors), `providers.models` and `providers.signals`, and
+nothing else of `providers` (an import-linter contract in CI holds them to it). The modules
+of this package are the hub's insides.
+"""
+
+from providers.redaction import redact
+from providers.services.completions import complete, complete_sync
+from providers.services.faults import FAULT_CHOICES, STREAM_CUT, FaultSpec
+from providers.services.inputs import params_normalise
+from providers.services.ledger import Caller
+from providers.services.ledger_wait import ledger_await
+from providers.services.lifecycle import service_shutdown, service_start
+from providers.services.recorder import ledger_flush
+from providers.services.streaming import stream
+
+__all__ = [
+    "FAULT_CHOICES",
+    "STREAM_CUT",
+    "Caller",
+    "FaultSpec",
+    "complete",
+    "complete_sync",
+    "ledger_await",
+    "ledger_flush",
+    "params_normalise",
+    "redact",
+    "service_shutdown",
+    "service_start",
+    "stream",
+]

@@ -29,6 +29,7 @@ from providers.models.ledger import new_request_id
 from providers.services import budget, response_cache
 from providers.services.breaker import get_breaker
 from providers.services.chains import LoadedChain, chain_cached, chain_load
+from providers.services.faults import FaultSpec, adapter_for_with_faults, fault_specs_bind
 from providers.services.inputs import messages_normalise, params_normalise
 from providers.services.ledger import Caller, RequestLedger
 from providers.signals import completion_recorded, fallback_happened
@@ -145,6 +146,17 @@ def engine_deps(ledger: RequestLedger, overrides: Mapping[str, Any] | None = Non
     return EngineDeps(**deps)
 
 
+def with_faults(
+    prepared: Prepared, faults: Sequence[FaultSpec], overrides: Mapping[str, Any] | None
+) -> Mapping[str, Any] | None:
+    """The overrides with an adapter_for that injects `faults` into the chain's steps."""
+    if not faults:
+        return overrides
+    base = (overrides or {}).get("adapter_for", get_adapter)
+    bound = fault_specs_bind(faults, prepared.loaded.plan)
+    return {**(overrides or {}), "adapter_for": adapter_for_with_faults(bound, base)}
+
+
 async def _finish(ledger: RequestLedger, outcome: CompletionOutcome, **fields) -> None:
     row = ledger.finish(outcome, **fields)
     if completion_recorded.has_listeners():
@@ -249,15 +261,17 @@ async def complete(
     messages: Sequence,
     params: ChatParams | Mapping[str, Any] | None = None,
     caller: Caller = DEFAULT_CALLER,
+    faults: Sequence[FaultSpec] = (),
     overrides: Mapping[str, Any] | None = None,
 ) -> CompletionResult:
     """One prompt through a chain. Raises InvalidRequest, ChainNotFound, BudgetExceeded,
-    AllProvidersFailed or Cancelled; each error carries `request_id` once recorded.
-    `overrides` replace engine dependencies (adapter_for, clock, rng, ...) for this request."""
+    StepOutOfRange, AllProvidersFailed or Cancelled; each error carries `request_id` once
+    recorded. `faults` are injected into this request's steps (the playground's fault
+    injection); `overrides` replace engine dependencies (adapter_for, clock, rng, ...)."""
     prepared = await prepare(chain=chain, messages=messages, params=params, caller=caller, stream=False)
     if prepared.cached:
         return await record_cache_hit(prepared)
-    deps = engine_deps(prepared.ledger, overrides)
+    deps = engine_deps(prepared.ledger, with_faults(prepared, faults, overrides))
     try:
         result = await run(prepared.loaded.plan, prepared.messages, prepared.params, deps)
     except (AllProvidersFailed, Cancelled) as exc:

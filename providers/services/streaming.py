@@ -27,7 +27,9 @@ from providers.services.completions import (
     record_cache_hit,
     record_failure,
     record_success,
+    with_faults,
 )
+from providers.services.faults import FaultSpec
 from providers.services.ledger import Caller
 
 
@@ -130,11 +132,13 @@ async def stream(
     messages: Sequence,
     params: ChatParams | Mapping[str, Any] | None = None,
     caller: Caller = DEFAULT_CALLER,
+    faults: Sequence[FaultSpec] = (),
     overrides: Mapping[str, Any] | None = None,
 ) -> CompletionStream:
-    """Start a streamed completion. Raises InvalidRequest, ChainNotFound or BudgetExceeded."""
+    """Start a streamed completion. Raises InvalidRequest, ChainNotFound, BudgetExceeded or
+    StepOutOfRange. `faults` and `overrides` as for complete()."""
     prepared = await prepare(chain=chain, messages=messages, params=params, caller=caller, stream=True)
-    return CompletionStream(prepared, overrides)
+    return CompletionStream(prepared, with_faults(prepared, faults, overrides))
 
 
 __all__ = ["AllProvidersFailed", "CompletionStream", "stream"]

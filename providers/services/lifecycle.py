@@ -1,0 +1,20 @@
+"""A serving process's start and stop, as far as the hub is concerned."""
+
+from __future__ import annotations
+
+import asyncio
+
+from providers.http_client import shared_client_close
+from providers.services.recorder import get_recorder, ledger_flush
+
+
+def service_start() -> None:
+    """Start the ledger writer now, on the main thread, so its flush-on-stop hooks are in place."""
+    get_recorder()
+
+
+async def service_shutdown(*, flush_timeout_s: float = 10.0) -> bool:
+    """Close the shared upstream client and write every pending ledger row; False if rows
+    were still pending after the timeout."""
+    await shared_client_close()
+    return await asyncio.to_thread(ledger_flush, flush_timeout_s)

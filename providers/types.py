@@ -1,0 +1,40 @@
+"""The hub's result and error types: what spokes receive from providers' services and selectors.
+
+Names only (re-exported from where they are defined), so that spokes depend on this one module
+rather than on the engine's or the services' insides.
+"""
+
+from providers.engine.results import (
+    AllProvidersFailed,
+    AttemptRecord,
+    Cancelled,
+    EngineError,
+    StreamInterrupted,
+)
+from providers.engine.types import FailureClass, Price, StreamEvent, Usage
+from providers.services.budget import BudgetExceeded
+from providers.services.chains import ChainNotFound, LoadedChain
+from providers.services.completions import CompletionResult
+from providers.services.faults import StepOutOfRange
+from providers.services.inputs import InvalidRequest
+from providers.services.streaming import AnsweringStep, CompletionStream
+
+__all__ = [
+    "AllProvidersFailed",
+    "AnsweringStep",
+    "AttemptRecord",
+    "BudgetExceeded",
+    "Cancelled",
+    "ChainNotFound",
+    "CompletionResult",
+    "CompletionStream",
+    "EngineError",
+    "FailureClass",
+    "InvalidRequest",
+    "LoadedChain",
+    "Price",
+    "StepOutOfRange",
+    "StreamEvent",
+    "StreamInterrupted",
+    "Usage",
+]
