@@ -23,7 +23,7 @@ from providers.types import LoadedChain
 async def authenticate(request: ApiRequest) -> KeyInfo:
     """The caller's gateway key, counted against its rate limit. Cookies are never looked at."""
     key = await gateway_key_verify(key=key_from_authorization(request.headers.get("authorization")))
-    key_rate_check(key)
+    await key_rate_check(key)
     return key
 
 

@@ -20,6 +20,7 @@ from django.core.cache import cache
 from django.db import close_old_connections
 
 from gateway.models import GatewayKey
+from rana_site.cache_io import cache_run
 
 log = logging.getLogger("rana.gateway")
 
@@ -112,11 +113,11 @@ def keys_changed(**_kwargs) -> None:
     _snapshot.loaded_at = -math.inf
 
 
-def _check_version(now: float) -> None:
+async def _check_version(now: float) -> None:
     if now - _snapshot.checked_at < RECHECK_S:
         return
     _snapshot.checked_at = now
-    version = cache.get(VERSION_KEY, 0)
+    version = await cache_run(cache.get, VERSION_KEY, 0)
     if version != _snapshot.version:
         _snapshot.version = version
         _snapshot.loaded_at = -math.inf
@@ -125,7 +126,7 @@ def _check_version(now: float) -> None:
 async def key_lookup(prefix: str) -> KeyInfo | None:
     """The key with this prefix, or None; from memory unless the snapshot must be reloaded."""
     now = time.monotonic()
-    _check_version(now)
+    await _check_version(now)
     age = now - _snapshot.loaded_at
     info = _snapshot.keys.get(prefix)
     if age < MAX_AGE_S and (info is not None or age < MISS_RELOAD_S):

@@ -15,6 +15,7 @@ import time
 from django.core.cache import cache
 
 from gateway.services.key_cache import KeyInfo
+from rana_site.cache_io import cache_run
 
 WINDOW_S = 60
 
@@ -29,16 +30,20 @@ class RateLimited(Exception):
         self.retry_after_s = retry_after_s
 
 
-def key_rate_check(info: KeyInfo, *, now: float | None = None) -> None:
-    """Count one request against the key's per-minute limit; raise RateLimited past it."""
+def _count(name: str) -> int:
+    try:
+        return cache.incr(name)
+    except ValueError:
+        return 1 if cache.add(name, 1, timeout=WINDOW_S * 2) else cache.incr(name)
+
+
+async def key_rate_check(info: KeyInfo, *, now: float | None = None) -> None:
+    """Count one request against the key's per-minute limit; raise RateLimited past it.
+    The count is shared through the cache, read off the event loop when that is Redis."""
     if not info.rpm_limit:
         return
     now = time.time() if now is None else now
     window = int(now // WINDOW_S)
-    name = f"rana:rpm:{info.prefix}:{window}"
-    try:
-        count = cache.incr(name)
-    except ValueError:
-        count = 1 if cache.add(name, 1, timeout=WINDOW_S * 2) else cache.incr(name)
+    count = await cache_run(_count, f"rana:rpm:{info.prefix}:{window}")
     if count > info.rpm_limit:
         raise RateLimited(info.rpm_limit, max(1, math.ceil((window + 1) * WINDOW_S - now)))

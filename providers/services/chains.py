@@ -18,6 +18,7 @@ from django.utils import timezone
 from providers.engine.plan import ChainPlan
 from providers.models import ChainStep, FallbackChain, ModelPrice, Provider
 from providers.services.plans import chain_plan_build
+from rana_site.cache_io import cache_run
 
 _VERSION_KEY = "rana:config-version"
 RECHECK_S = 1.0
@@ -47,16 +48,23 @@ _plans: dict[str, LoadedChain] = {}
 _state = {"version": None, "checked_at": 0.0}
 
 
+def _version_due() -> bool:
+    return time.monotonic() - _state["checked_at"] >= RECHECK_S
+
+
+def _version_seen(shared: int) -> None:
+    # Plans carry the prices in effect today: a new day reloads them too.
+    version = (shared, timezone.localdate())
+    _state["checked_at"] = time.monotonic()
+    if version != _state["version"]:
+        with _lock:
+            _plans.clear()
+            _state["version"] = version
+
+
 def _current_version() -> tuple:
-    now = time.monotonic()
-    if now - _state["checked_at"] >= RECHECK_S:
-        # Plans carry the prices in effect today: a new day reloads them too.
-        version = (cache.get(_VERSION_KEY, 0), timezone.localdate())
-        _state["checked_at"] = now
-        if version != _state["version"]:
-            with _lock:
-                _plans.clear()
-                _state["version"] = version
+    if _version_due():
+        _version_seen(cache.get(_VERSION_KEY, 0))
     return _state["version"]
 
 
@@ -101,6 +109,13 @@ def chain_load(slug: str | None) -> LoadedChain:
 def chain_cached(slug: str | None) -> LoadedChain | None:
     """The cached chain, or None when it must be loaded from the database."""
     _current_version()
+    return _plans.get(slug or "")
+
+
+async def achain_cached(slug: str | None) -> LoadedChain | None:
+    """chain_cached for async callers: the shared version is read off the event loop."""
+    if _version_due():
+        _version_seen(await cache_run(cache.get, _VERSION_KEY, 0))
     return _plans.get(slug or "")
 
 

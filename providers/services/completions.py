@@ -28,11 +28,12 @@ from providers.models import CompletionOutcome, FallbackChain
 from providers.models.ledger import new_request_id
 from providers.services import budget, response_cache
 from providers.services.breaker import get_breaker
-from providers.services.chains import LoadedChain, chain_cached, chain_load
+from providers.services.chains import LoadedChain, achain_cached, chain_load
 from providers.services.faults import FaultSpec, adapter_for_with_faults, fault_specs_bind
 from providers.services.inputs import messages_normalise, params_normalise
 from providers.services.ledger import Caller, RequestLedger
 from providers.signals import completion_recorded, fallback_happened
+from rana_site.cache_io import cache_run
 
 log = logging.getLogger("rana.service")
 _JITTER = random.Random()  # backoff jitter for every request (a new Random per request costs a seeding)
@@ -62,7 +63,7 @@ class CompletionResult:
 
 async def chain_resolve(chain: ChainRef) -> LoadedChain:
     slug = chain.slug if isinstance(chain, FallbackChain) else chain
-    return chain_cached(slug) or await sync_to_async(chain_load, thread_sensitive=False)(slug)
+    return await achain_cached(slug) or await sync_to_async(chain_load, thread_sensitive=False)(slug)
 
 
 @dataclass(slots=True)
@@ -112,7 +113,7 @@ async def prepare(
             raise
     if loaded.cache_ttl_s:
         prepared.cache_key = response_cache.cache_key(loaded.chain_id, loaded.updated_at, msgs, chat_params)
-        prepared.cached = response_cache.cache_get(prepared.cache_key)
+        prepared.cached = await cache_run(response_cache.cache_get, prepared.cache_key)
     return prepared
 
 
@@ -203,7 +204,8 @@ async def record_success(prepared: Prepared, result: EngineResult) -> Completion
     await _finish(ledger, CompletionOutcome.SUCCESS)
     answered = next(a for a in reversed(result.attempts) if a.ok)
     if prepared.cache_key:
-        response_cache.cache_put(
+        await cache_run(
+            response_cache.cache_put,
             prepared.cache_key,
             loaded.cache_ttl_s,
             result.response,
