@@ -2,14 +2,15 @@
 
 Adapters see an ``httpx.AsyncClient``; underneath, requests travel over aiohttp's connection
 pool (measured on a 2-core machine: about 5x the throughput of httpx's own pool at 20
-requests in flight, see ../shared/SETUP-NOTES.md). ``UpstreamClient`` keeps httpx's API but
+requests in flight). ``UpstreamClient`` keeps httpx's API but
 takes a short path through it: RANA never uses httpx's auth flows, redirects, cookies, event
 hooks or base URL, and skipping them halves what one upstream call costs on top of aiohttp.
 
-The guard lives in the connector: every host is resolved there, each address is checked
-(no private, loopback, link-local or metadata address unless the host is allowlisted) and
-the connection is made to the very addresses that were checked, so DNS rebinding cannot
-slip past the check made when the base URL was saved. Redirects are never followed, proxy
+The guard lives in the resolver the connector uses: every host is resolved there, each
+address is checked (no private, loopback, link-local or metadata address unless the host is
+allowlisted) and the connection is made to the very addresses that were checked, so DNS
+rebinding cannot slip past the check made when the base URL was saved; an IP-literal host
+(never resolved) is checked before the request. Redirects are never followed, proxy
 settings from the environment are ignored, and nothing retries here (aiohttp's one retry of
 a stale keep-alive connection is switched off): the engine owns the one retry loop.
 """
@@ -26,9 +27,12 @@ from typing import Any
 import aiohttp
 import httpx
 import orjson
-from httpx._client import USE_CLIENT_DEFAULT, UseClientDefault
+from aiohttp.abc import AbstractResolver, ResolveResult
 
+from providers.aiohttp_internals import no_stale_connection_retry, session_abandon
 from providers.url_safety import UnsafeUpstreamURL, check_address
+
+USE_CLIENT_DEFAULT = httpx.USE_CLIENT_DEFAULT
 
 _BUFFERED = "rana.buffered"  # request extension: the caller wants the whole body (send(stream=False))
 _DEFAULT_HEADERS = {"accept": "*/*", "accept-encoding": "gzip, deflate", "user-agent": "RANA"}
@@ -62,18 +66,31 @@ def _mapped_errors() -> Iterator[None]:
         raise  # pragma: no cover - ClientError is the last entry
 
 
-class GuardedConnector(aiohttp.TCPConnector):
-    """A TCP connector that checks every resolved address before it connects to it."""
+class GuardedResolver(AbstractResolver):
+    """Resolves through the system resolver, then refuses any address the guard forbids: the
+    connector connects to exactly the addresses returned here (no second lookup to rebind)."""
 
-    def __init__(self, *, allowed_hosts: Iterable[str], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, *, allowed_hosts: Iterable[str]) -> None:
         self._allowed_hosts = tuple(allowed_hosts)
+        self._system = aiohttp.ThreadedResolver()
 
-    async def _resolve_host(self, host: str, port: int, traces: Any = None) -> list[Any]:
-        results = await super()._resolve_host(host, port, traces=traces)
+    async def resolve(self, host: str, port: int = 0, family: int = 0) -> list[ResolveResult]:
+        results = await self._system.resolve(host, port, family)
         for result in results:
             check_address(host, ipaddress.ip_address(result["host"]), self._allowed_hosts)
         return results
+
+    async def close(self) -> None:
+        await self._system.close()
+
+
+def _check_literal(url: httpx.URL, allowed_hosts: tuple[str, ...]) -> None:
+    """An IP-literal host is never resolved, so the resolver cannot see it: check it here."""
+    try:
+        address = ipaddress.ip_address(url.host)
+    except ValueError:
+        return
+    check_address(url.host, address, allowed_hosts)
 
 
 class _ResponseStream(httpx.AsyncByteStream):
@@ -103,19 +120,18 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         self._session: aiohttp.ClientSession | None = None
 
     def _open_session(self) -> aiohttp.ClientSession:
-        connector = GuardedConnector(
-            allowed_hosts=self._allowed_hosts,
+        connector = aiohttp.TCPConnector(
             limit=self._limits.max_connections or 0,
             limit_per_host=0,
             keepalive_timeout=self._limits.keepalive_expiry or 30,
             ssl=self._ssl,
-            resolver=aiohttp.ThreadedResolver(),
+            resolver=GuardedResolver(allowed_hosts=self._allowed_hosts),
             ttl_dns_cache=10,
         )
         session = aiohttp.ClientSession(
             connector=connector, trust_env=False, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
         )
-        session._retry_connection = False  # no silent retry of a stale keep-alive connection
+        no_stale_connection_retry(session)  # the engine owns the one retry loop
         return session
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -128,6 +144,7 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         except httpx.RequestNotRead:
             body = await request.aread()
         with _mapped_errors():
+            _check_literal(request.url, self._allowed_hosts)
             response = await self._session.request(
                 request.method,
                 str(request.url),
@@ -164,13 +181,8 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         # cannot be closed any more: let the sockets go with it instead of having aiohttp
         # log "Unclosed client session" from its finalisers.
         session = self._session
-        if session is None or session.closed:
-            return
-        connector = session.connector
-        session._connector = None
-        if connector is not None:
-            connector._conns.clear()
-            connector._closed = True
+        if session is not None and not session.closed:
+            session_abandon(session)
 
 
 def _url(url: httpx.URL | str) -> httpx.URL:
@@ -214,7 +226,7 @@ class UpstreamClient(httpx.AsyncClient):
             merged["content-type"] = "application/json"
         if headers:
             merged.update((name.lower(), value) for name, value in headers.items())
-        limits = self.timeout if isinstance(timeout, UseClientDefault) else httpx.Timeout(timeout)
+        limits = self.timeout if timeout is USE_CLIENT_DEFAULT else httpx.Timeout(timeout)
         return httpx.Request(
             method, _url(url), headers=merged, content=content, extensions={"timeout": limits.as_dict()}
         )

@@ -117,6 +117,16 @@ async def test_connect_time_guard_refuses_a_name_that_resolves_to_loopback(monke
     server.close()
 
 
+async def test_connect_time_guard_refuses_a_literal_private_address_that_is_not_allowlisted():
+    """An IP literal is never resolved, so the resolver's check cannot see it: it is checked too."""
+    server = _listening_socket()
+    port = server.getsockname()[1]
+    async with build_client(allowed_hosts=[]) as client:
+        with pytest.raises(httpx.ConnectError, match="loopback"):
+            await client.get(f"http://127.0.0.1:{port}/v1/models")
+    server.close()
+
+
 async def test_connect_time_guard_lets_allowlisted_hosts_through():
     server = _listening_socket()
     port = server.getsockname()[1]
