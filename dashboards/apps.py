@@ -14,7 +14,7 @@ class DashboardsConfig(AppConfig):
 
         # Rollups follow the ledger as it is written (after each committed batch) ...
         ledger_rows_written.connect(on_ledger_rows_written, dispatch_uid="dashboards.rollups")
-        # ... and Celery beat rebuilds the last closed hours, repairing anything missed.
+        # ... and Celery beat (where one runs) rebuilds the last closed hours, repairing anything missed.
         app.conf.beat_schedule = {
             **(app.conf.beat_schedule or {}),
             "dashboards-rollups-reconcile": {

@@ -1,4 +1,4 @@
-"""The outcome vocabulary as the dashboards count it (DESIGN.md's failure classes, in order).
+"""The outcome vocabulary as the dashboards count it (the failure classes of docs/architecture.md, in order).
 
 - An attempt succeeds ("success") or fails with one failure class.
 - Error rates leave out attempts that never reached the provider or that the caller ended:

@@ -4,8 +4,6 @@ the same handlers without Django's middleware; both answer alike."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
@@ -14,8 +12,6 @@ from django.views.decorators.csrf import csrf_exempt
 from gateway.api import chat
 from gateway.api.errors import body_too_large
 from gateway.api.http import ApiRequest, ApiResponse
-
-Handler = Callable[[ApiRequest], Awaitable[ApiResponse]]
 
 
 def _read(request: HttpRequest) -> bytes | None:
@@ -39,33 +35,14 @@ def _django_response(response: ApiResponse) -> HttpResponse:
     return django_response
 
 
-async def _serve(request: HttpRequest, handler: Handler) -> HttpResponse:
+@csrf_exempt
+@login_not_required
+async def api(request: HttpRequest) -> HttpResponse:
+    """Every /v1/ path, routed by the one route table (gateway.api.chat.dispatch)."""
     body = _read(request)
     if body is None:
         return _django_response(body_too_large(settings.RANA_API_MAX_BODY_BYTES).response())
     headers = {name.lower(): value for name, value in request.headers.items()}
-    return _django_response(await handler(ApiRequest(request.method or "GET", request.path, headers, body)))
-
-
-@csrf_exempt
-@login_not_required
-async def chat_completions(request: HttpRequest) -> HttpResponse:
-    return await _serve(request, chat.chat_completions)
-
-
-@csrf_exempt
-@login_not_required
-async def models(request: HttpRequest) -> HttpResponse:
-    return await _serve(request, chat.models)
-
-
-@csrf_exempt
-@login_not_required
-async def model(request: HttpRequest, slug: str) -> HttpResponse:
-    return await _serve(request, lambda api_request: chat.models(api_request, slug))
-
-
-@csrf_exempt
-@login_not_required
-async def not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
-    return await _serve(request, chat.dispatch)
+    return _django_response(
+        await chat.dispatch(ApiRequest(request.method or "GET", request.path, headers, body))
+    )

@@ -3,9 +3,10 @@
 - Incrementally: providers.services.recorder.write_rows sends ledger_rows_written after each
   committed batch; dashboards.rollups.incremental adds the batch to the hour and day rows
   (one upsert per rollup row touched, inside one transaction).
-- Periodically: dashboards.tasks.rollups_reconcile rebuilds the last few closed hours from
-  the ledger, repairing anything the receiver missed (a process killed between the ledger
-  commit and the rollup upsert, a completion rewritten after it was first recorded).
+- Periodically, once a Celery worker with beat runs (none is started by this repository yet):
+  dashboards.tasks.rollups_reconcile rebuilds the last few closed hours from the ledger,
+  repairing anything the receiver missed (a process killed between the ledger commit and the
+  rollup upsert, a completion rewritten after it was first recorded).
 - On demand: `manage.py rana_rollups --since 30d` (or --start/--end) rebuilds a range
   idempotently; rana_synth_ledger builds them after generating a ledger.
 

@@ -72,8 +72,12 @@ def rollups_add(rows: Iterable[Completion | Attempt]) -> None:
 
 
 def on_ledger_rows_written(sender: Any, rows: list, **kwargs: Any) -> None:
-    """Never raises: the ledger is written already; the reconcile task repairs a failed add."""
+    """Never raises: the ledger is written already; `manage.py rana_rollups` (or the reconcile
+    task, where a Celery worker with beat runs) rebuilds the hours a failed add missed."""
     try:
         rollups_add(rows)
     except Exception:
-        log.exception("rollups: adding %d ledger rows failed; the reconcile task will repair", len(rows))
+        log.exception(
+            "rollups: adding %d ledger rows failed; rebuild their hours with manage.py rana_rollups",
+            len(rows),
+        )

@@ -4,7 +4,7 @@ Pure Python: plain dataclasses in, an EngineResult (or one AllProvidersFailed) o
 randomness, adapters and every side effect (ledger, circuit breaker, signals) are injected
 through EngineDeps, so the whole walk runs under a FakeClock in tests.
 
-Decisions worth knowing (the failure-class table in DESIGN.md is the contract):
+Decisions worth knowing (the failure-class table in docs/architecture.md is the contract):
 
 * Cancellation: when the task running ``run`` (or iterating a stream) is cancelled, the
   attempt in flight is recorded as ``cancelled`` through ``on_attempt`` and

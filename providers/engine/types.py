@@ -10,7 +10,7 @@ from typing import Any
 
 
 class FailureClass(enum.StrEnum):
-    """One vocabulary of failures, everywhere (DESIGN.md)."""
+    """One vocabulary of failures, everywhere (docs/architecture.md)."""
 
     RATE_LIMITED = "rate_limited"
     QUOTA_EXHAUSTED = "quota_exhausted"

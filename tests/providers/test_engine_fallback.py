@@ -1,4 +1,4 @@
-"""The walk down a chain: retry, fall back or stop, per failure class (DESIGN.md)."""
+"""The walk down a chain: retry, fall back or stop, per failure class (docs/architecture.md)."""
 
 from __future__ import annotations
 
