@@ -55,13 +55,6 @@ class LedgerSpec:
     def key_of_values(self, values: Row) -> tuple:
         return tuple(_or(values[name], none) for name, none in self.dims.items())
 
-    def normalise(self, values: Row) -> Row:
-        """Replace NULL dimensions by their stand-in (raw query results use NULL)."""
-        for name, none in self.dims.items():
-            if name in values and values[name] is None:
-                values[name] = none
-        return values
-
     def _names(self, names: Sequence[str] | None) -> Sequence[str]:
         return self.names(True) if names is None else names
 

@@ -8,7 +8,6 @@ split). Pieces never overlap and cover exactly the intervals asked for.
 from __future__ import annotations
 
 import datetime as dt
-from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -73,8 +72,3 @@ def cover(edges: Sequence[dt.datetime]) -> list[Piece]:
             else:
                 merged.append(piece)
     return merged
-
-
-def slot_of(edges: Sequence[dt.datetime], moment: dt.datetime) -> int:
-    """Which interval [edges[i], edges[i + 1]) holds a moment (clamped to the first and last)."""
-    return min(max(bisect_right(edges, moment) - 1, 0), len(edges) - 2)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 from django.utils import timezone
@@ -62,9 +62,6 @@ class Filters:
     @property
     def query_string(self) -> str:
         return urlencode({k: v for k, v in self.params.items() if v not in ("", None)})
-
-    def with_range(self, start: dt.datetime, end: dt.datetime) -> Filters:
-        return replace(self, start=start, end=end, range_key=CUSTOM)
 
 
 def tz_from(value: str | None) -> zoneinfo.ZoneInfo | None:

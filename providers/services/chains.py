@@ -62,10 +62,10 @@ def _version_seen(shared: int) -> None:
             _state["version"] = version
 
 
-def _current_version() -> tuple:
+def _current_version() -> None:
+    """Sync callers (on a worker thread): reread the shared version when it is due."""
     if _version_due():
         _version_seen(cache.get(_VERSION_KEY, 0))
-    return _state["version"]
 
 
 def config_changed(**_kwargs) -> None:
@@ -106,14 +106,9 @@ def chain_load(slug: str | None) -> LoadedChain:
     return loaded
 
 
-def chain_cached(slug: str | None) -> LoadedChain | None:
-    """The cached chain, or None when it must be loaded from the database."""
-    _current_version()
-    return _plans.get(slug or "")
-
-
 async def achain_cached(slug: str | None) -> LoadedChain | None:
-    """chain_cached for async callers: the shared version is read off the event loop."""
+    """The cached chain, or None when it must be loaded from the database. The shared
+    configuration version is read at most once a second, off the event loop with Redis."""
     if _version_due():
         _version_seen(await cache_run(cache.get, _VERSION_KEY, 0))
     return _plans.get(slug or "")
