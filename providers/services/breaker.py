@@ -10,7 +10,7 @@ ends. Half-open: one probe call is let through; success closes, failure re-opens
 - auth_error and quota_exhausted open it at once for a long cooldown: the key or the
   billing needs a human, retrying every request would only add latency.
 - The caller's own errors (invalid_request, context_length, content_filter), cancelled
-  calls and injected faults never count.
+  calls and injected faults never count (a half-open probe ending so gives its slot back).
 
 State is per process (each worker learns on its own, in a few requests).
 """
@@ -70,9 +70,17 @@ class CircuitBreaker:
             return False
 
     def record(self, attempt: AttemptRecord) -> None:
-        if attempt.injected or attempt.outcome in (FailureClass.CIRCUIT_OPEN, FailureClass.CANCELLED):
+        if attempt.outcome == FailureClass.CIRCUIT_OPEN:
             return
         key = (attempt.provider_id, attempt.model)
+        if attempt.injected or attempt.outcome == FailureClass.CANCELLED:
+            # Never counted; but a half-open probe that ended this way gives its slot back,
+            # or the circuit would stay open for good.
+            circuit = self._circuits.get(key)
+            if circuit is not None and circuit.probing:
+                with self._lock:
+                    circuit.probing = False
+            return
         with self._lock:
             circuit = self._circuits.setdefault(key, _Circuit())
             circuit.probing = False

@@ -89,6 +89,18 @@ def test_a_failed_probe_reopens_for_another_cooldown(breaker, clock):
     assert breaker.is_open(STEP)
 
 
+@pytest.mark.parametrize("ending", [{"outcome": "cancelled"}, {"outcome": "server_error", "injected": True}])
+def test_a_probe_that_is_cancelled_or_injected_gives_its_slot_back(breaker, clock, ending):
+    for _ in range(3):
+        breaker.record(record("server_error"))
+    clock.now += 30
+    assert not breaker.is_open(STEP)  # the probe goes out ...
+    breaker.record(record(**ending))  # ... and ends without a verdict
+    assert not breaker.is_open(STEP)  # the next caller probes instead of waiting forever
+    breaker.record(record("success"))
+    assert not breaker.is_open(STEP) and breaker.states() == []
+
+
 def test_auth_and_quota_errors_open_at_once_for_the_long_cooldown(breaker, clock):
     breaker.record(record("auth_error"))
     assert breaker.is_open(STEP)
