@@ -8,21 +8,41 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
 from django.db import connection, models
 
 
-def _sqlite_value(value: Any) -> Any:
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(" ")
-    if isinstance(value, uuid.UUID):
-        return value.hex
-    if isinstance(value, Decimal):
-        return str(value)
-    return value
+def _sqlite_datetime(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(" ")
+
+
+_SQLITE_CONVERT: tuple[tuple[type, Callable[[Any], Any]], ...] = (
+    (dt.datetime, _sqlite_datetime),
+    (uuid.UUID, lambda value: value.hex),
+    (Decimal, str),
+)
+
+
+def _sqlite_rows(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    """Rows with datetimes, UUIDs and decimals as SQLite stores them. Each column holds one
+    type (or None), so the conversion is chosen per column, from its first value."""
+    converters = []
+    for index in range(len(rows[0])):
+        sample = next((row[index] for row in rows if row[index] is not None), None)
+        convert = next((c for kind, c in _SQLITE_CONVERT if isinstance(sample, kind)), None)
+        if convert is not None:
+            converters.append((index, convert))
+    out = []
+    for row in rows:
+        values = list(row)
+        for index, convert in converters:
+            if values[index] is not None:
+                values[index] = convert(values[index])
+        out.append(values)
+    return out
 
 
 def bulk_insert(model: type[models.Model], fields: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
@@ -40,4 +60,4 @@ def bulk_insert(model: type[models.Model], fields: Sequence[str], rows: Sequence
         else:
             marks = ", ".join(["%s"] * len(columns))
             sql = f"INSERT INTO {table} ({quoted}) VALUES ({marks})"  # noqa: S608 (names from model metadata)
-            cursor.executemany(sql, [[_sqlite_value(v) for v in row] for row in rows])
+            cursor.executemany(sql, _sqlite_rows(rows))

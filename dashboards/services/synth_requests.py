@@ -1,10 +1,10 @@
-"""One synthetic request: walk a chain the way the fallback engine does, attempt by attempt.
+"""The synthetic ledger's traffic: when requests arrive, where from, how big, what goes wrong.
 
-Each attempt's outcome comes from its provider's failure mix, raised during incidents
-(outages, 429 storms, slow periods); failures act as in DESIGN.md: retry server errors,
-timeouts, connection errors and bad responses; move on at once after rate limits, quota,
-auth, context-length errors and open circuits; stop on content filters, invalid requests,
-interrupted streams and cancellations.
+Requests arrive over [start, end) with a day/night rhythm, spread over the chains by weight,
+from the API (with a handful of gateway keys), batch jobs and the playground (a share with
+injected faults, and a few streams the user stops). A few are cache hits or blocked by a
+budget. What happens to each request is the engine's business (providers.services.simulation);
+this module only says what the callers ask and when the providers have incidents.
 """
 
 from __future__ import annotations
@@ -13,182 +13,106 @@ import datetime as dt
 import math
 import random
 import uuid
-from dataclasses import dataclass, field
-from decimal import Decimal
 
-from dashboards.services.catalogue import Chain, Step
+from dashboards.services.catalogue import Chain
+from providers.services import FAULT_CHOICES, STREAM_CUT, FaultSpec, Incident, SimRequest
 
-RETRY = frozenset({"server_error", "timeout", "connection_error", "bad_response"})
-STOP = frozenset({"content_filter", "invalid_request", "stream_interrupted", "cancelled"})
-HTTP_STATUS = {
-    "rate_limited": 429,
-    "quota_exhausted": 429,
-    "server_error": 503,
-    "bad_response": 200,
-    "auth_error": 401,
-    "context_length": 400,
-    "content_filter": 400,
-    "invalid_request": 400,
-}
-MESSAGES = {
-    "rate_limited": "429 Too Many Requests: rate limit reached for requests per minute (key ••••{k})",
-    "quota_exhausted": "429 insufficient_quota: you exceeded your current quota (key ••••{k})",
-    "server_error": "503 Service Unavailable: the upstream is overloaded, please retry",
-    "timeout": "read timeout after 30.0 s",
-    "connection_error": "connection reset by peer",
-    "bad_response": "200 OK without choices in the body",
-    "auth_error": "401 invalid x-api-key (key ••••{k})",
-    "context_length": "400 prompt is too long: 212480 tokens > 200000 maximum",
-    "content_filter": "400 output blocked by content filtering policy",
-    "invalid_request": "400 unsupported parameter: 'logit_bias'",
-    "circuit_open": "circuit open: skipped",
-    "stream_interrupted": "stream ended after the first token: connection reset",
-    "cancelled": "the caller went away",
-}
+KEYS = (("rk_7Hq2", 40), ("rk_Lm9x", 25), ("rk_pT4e", 15), ("rk_Zc81", 12), ("rk_b3Vw", 8))
+# An injected timeout really waits (0.2 s of real time), so the synthetic mix has none.
+INJECTED_FAULTS = tuple(kind for kind, _ in FAULT_CHOICES if kind != "timeout")
+INJECTED_SHARE = 0.25  # of playground requests
+CANCEL_SHARE = 0.03  # of playground streams, stopped after the first token
+CACHE_HIT_SHARE, BUDGET_BLOCKED_SHARE = 0.03, 0.003  # budget blocks only on budgeted chains
 
 
-@dataclass(frozen=True)
-class Incident:
-    provider_name: str
-    start: dt.datetime
-    end: dt.datetime
-    failure_rate: float
-    failure: str
-    circuit_share: float = 0.0  # share of attempts the breaker would have skipped
+def incidents(start: dt.datetime, end: dt.datetime) -> list[Incident]:
+    """An outage, two 429 storms (one still going at the end) and a slow period."""
+    span, minute = end - start, dt.timedelta(minutes=1)
+    at = lambda share: start + span * share  # noqa: E731
+    return [
+        Incident("openai", at(0.55), at(0.55) + 90 * minute, 0.7, "server_error"),
+        Incident("anthropic", at(0.3), at(0.3) + 240 * minute, 0.5, "rate_limited"),
+        Incident("gemini", at(0.8), at(0.8) + 60 * minute, 0.4, "timeout"),
+        Incident("anthropic", end - 45 * minute, end, 0.35, "rate_limited"),
+    ]
 
 
-@dataclass(slots=True)
-class AttemptRow:
-    """Attribute names are the Attempt model's, so the rollup accumulators take it as is."""
-
-    completion_id: uuid.UUID
-    started_at: dt.datetime
-    chain_id: int
-    source: str
-    step_position: int
-    provider_id: int
-    provider_name: str
-    provider_kind: str
-    model: str
-    retry_index: int
-    outcome: str
-    http_status: int | None
-    retry_after_s: float | None
-    latency_ms: float
-    ttft_ms: float | None
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cached_tokens: int = 0
-    reasoning_tokens: int = 0
-    cost_usd: Decimal | None = None
-    unpriced: bool = False
-    error_message: str = ""
-    injected: bool = False
+def request_id(rng: random.Random, when: dt.datetime) -> uuid.UUID:
+    """A UUIDv7 for a moment (as providers.models.ledger.new_request_id makes them)."""
+    ms = int(when.timestamp() * 1000)
+    rand = rng.getrandbits(74)
+    value = (
+        (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | (rand >> 62) << 64 | 0b10 << 62 | rand & ((1 << 62) - 1)
+    )
+    return uuid.UUID(int=value)
 
 
-@dataclass(slots=True)
-class Usage3:
-    input_tokens: int
-    output_tokens: int
-    cached_tokens: int
+class Traffic:
+    def __init__(self, chains: list[Chain], start: dt.datetime, end: dt.datetime, seed: int) -> None:
+        self.rng = random.Random(seed)
+        self.chains, self.weights = chains, [c.weight for c in chains]
+        self.start, self.end = start, end
 
+    def times(self, count: int, start: dt.datetime, end: dt.datetime) -> list[dt.datetime]:
+        """Sorted arrival times in [start, end) with a day/night rhythm (busiest mid-afternoon UTC)."""
+        span = (end - start).total_seconds()
+        rng, out = self.rng, []
+        while len(out) < count:
+            moment = start + dt.timedelta(seconds=rng.random() * span)
+            hour = moment.hour + moment.minute / 60
+            if rng.random() * 1.6 < 1 + 0.6 * math.sin((hour - 9) / 24 * 2 * math.pi):
+                out.append(moment)
+        return sorted(out)
 
-@dataclass
-class RequestWalker:
-    rng: random.Random
-    incidents: list[Incident] = field(default_factory=list)
-    injected_share: float = 0.25  # of playground requests, which carry injected faults
+    def requests(
+        self, count: int, start: dt.datetime | None = None, end: dt.datetime | None = None
+    ) -> list[SimRequest]:
+        """`count` requests arriving in [start, end) (default: the whole range), in order."""
+        times = self.times(count, start or self.start, end or self.end)
+        return [self.request(when) for when in times]
 
-    def _failure(self, step: Step, when: dt.datetime, injected: bool) -> str | None:
-        for incident in self.incidents:
-            if incident.provider_name == step.provider_name and incident.start <= when < incident.end:
-                if self.rng.random() < incident.circuit_share:
-                    return "circuit_open"
-                if self.rng.random() < incident.failure_rate:
-                    return incident.failure
-        rate = step.behaviour.failure_rate + (0.25 if injected else 0.0)
-        if self.rng.random() >= rate:
-            return None
-        names, weights = zip(*step.behaviour.failures, strict=True)
-        return self.rng.choices(names, weights)[0]
-
-    def _failure_latency(self, failure: str, step: Step) -> float:
+    def request(self, when: dt.datetime) -> SimRequest:
         rng = self.rng
-        if failure == "timeout":
-            return 30_000 + rng.random() * 400
-        if failure == "circuit_open":
-            return 0.0
-        if failure in ("server_error", "connection_error"):
-            return rng.lognormvariate(math.log(600), 0.9)
-        if failure in ("bad_response", "stream_interrupted", "cancelled"):
-            return rng.lognormvariate(math.log(step.behaviour.latency_ms), 0.5)
-        return rng.lognormvariate(math.log(140), 0.4)
-
-    def attempt(self, step: Step, base: dict, when: dt.datetime, retry: int, usage: Usage3) -> AttemptRow:
-        """One attempt at `when`; base holds the request's completion_id/chain_id/source/injected."""
-        injected = base["injected"] and self.rng.random() < 0.5
-        failure = self._failure(step, when, injected)
-        stream = base["stream"]
-        row = AttemptRow(
-            started_at=when,
-            step_position=step.position,
-            provider_id=step.provider_id,
-            provider_name=step.provider_name,
-            provider_kind=step.provider_kind,
-            model=step.model,
-            retry_index=retry,
-            outcome=failure or "success",
-            http_status=HTTP_STATUS.get(failure) if failure else 200,
-            retry_after_s=float(self.rng.randint(1, 20)) if failure == "rate_limited" else None,
-            latency_ms=0.0,
-            ttft_ms=None,
-            completion_id=base["completion_id"],
-            chain_id=base["chain_id"],
-            source=base["source"],
-            injected=injected and failure is not None,
-        )
-        if failure is None or failure == "stream_interrupted":
-            self._usage(row, step, usage, stream, partial=failure is not None)
+        chain = rng.choices(self.chains, self.weights)[0]
+        if chain.slug == "batch":
+            source = "batch" if rng.random() < 0.85 else "api"
         else:
-            row.latency_ms = round(self._failure_latency(failure, step), 3)
-            row.error_message = MESSAGES[failure].format(k=step.provider_name[-2:] + "x9")
-        return row
-
-    def _usage(self, row: AttemptRow, step: Step, usage: Usage3, stream: bool, partial: bool) -> None:
-        rng = self.rng
-        behaviour = step.behaviour
-        output = max(1, usage.output_tokens // (4 if partial else 1))
-        ttft = rng.lognormvariate(math.log(behaviour.ttft_ms), 0.35)
-        row.latency_ms = round(ttft + output * behaviour.latency_ms / 300 * rng.lognormvariate(0, 0.25), 3)
-        row.ttft_ms = round(ttft, 3) if stream else None
-        row.input_tokens, row.output_tokens, row.cached_tokens = (
-            usage.input_tokens,
-            output,
-            usage.cached_tokens,
+            source = rng.choices(("api", "playground", "batch"), (78, 12, 10))[0]
+        stream = source == "playground" or (source == "api" and rng.random() < 0.55)
+        prompt = int(rng.lognormvariate(math.log(2400 if source == "batch" else 900), 0.8)) + 20
+        roll = rng.random()
+        settled = ""
+        if roll < CACHE_HIT_SHARE:
+            settled = "cache_hit"
+        elif roll < CACHE_HIT_SHARE + BUDGET_BLOCKED_SHARE and chain.slug in ("support", "batch"):
+            settled = "budget_blocked"
+        return SimRequest(
+            at=when,
+            chain=chain.slug,
+            id=request_id(rng, when),
+            source=source,
+            gateway_key_prefix="" if source == "playground" else rng.choices(*zip(*KEYS, strict=True))[0],
+            stream=stream,
+            input_tokens=prompt,
+            output_tokens=int(rng.lognormvariate(math.log(320 if source == "batch" else 260), 0.6)) + 5,
+            cached_tokens=int(prompt * rng.choice((0, 0, 0.5, 0.8))),
+            faults=self._faults(chain) if source == "playground" else (),
+            cancel=source == "playground" and rng.random() < CANCEL_SHARE,
+            settled=settled,
         )
-        row.cost_usd, row.unpriced = step.cost(usage.input_tokens, output, usage.cached_tokens)
-        if partial:
-            row.error_message = MESSAGES["stream_interrupted"]
 
-    def usage(self, batch: bool) -> Usage3:
+    def _faults(self, chain: Chain) -> tuple[FaultSpec, ...]:
+        """A playground user's injected fault, on a quarter of the playground's requests."""
         rng = self.rng
-        prompt = int(rng.lognormvariate(math.log(2400 if batch else 900), 0.8)) + 20
-        cached = int(prompt * rng.choice((0, 0, 0.5, 0.8)))
-        return Usage3(prompt, int(rng.lognormvariate(math.log(320 if batch else 260), 0.6)) + 5, cached)
-
-    def walk(self, chain: Chain, base: dict, start: dt.datetime) -> list[AttemptRow]:
-        """Every attempt of one request, in order, until an answer or a stop."""
-        usage = self.usage(base["source"] == "batch")
-        attempts: list[AttemptRow] = []
-        when = start
-        for step in chain.steps:
-            for retry in range(chain.retries + 1):
-                row = self.attempt(step, base, when, retry, usage)
-                attempts.append(row)
-                when += dt.timedelta(milliseconds=row.latency_ms + self.rng.random() * 40)
-                if row.outcome == "success" or row.outcome in STOP:
-                    return attempts
-                if row.outcome not in RETRY:
-                    break
-                when += dt.timedelta(milliseconds=self.rng.random() * 500 * 2**retry)
-        return attempts
+        if rng.random() >= INJECTED_SHARE:
+            return ()
+        failure = rng.choice(INJECTED_FAULTS)
+        return (
+            FaultSpec(
+                step=rng.randrange(chain.steps),
+                failure=failure,
+                retry_after_s=float(rng.randint(1, 10)) if failure == "rate_limited" else None,
+                cut_after_tokens=rng.choice((0, 1, 2)) if failure == STREAM_CUT else 0,
+                times=rng.choice((1, 2, None)),
+            ),
+        )

@@ -13,12 +13,15 @@ Options (the provider's JSON `options`; bad values fall back to the defaults):
 - down: every call fails at once with connection_error "connection refused".
 - hang: sleeps for the read timeout, then raises timeout.
 - interrupt_after: a stream fails with connection_error after that many chunks.
+- input_tokens, output_tokens, cached_tokens: the usage to report (as a real provider would,
+  e.g. for a synthetic ledger) instead of the estimate from the text; a stream cut mid-answer
+  reports the share of output_tokens it sent.
 - seed: failure draws become reproducible: the n-th call for the same provider, model,
   seed and messages always draws the same number (so "the same prompt, attempt n" behaves
   the same on every run). Without a seed the adapter's own Random is used (injectable).
 
 Text is derived from the prompt (it echoes the last user message); token counts are
-ceil(words * 1.3); max_tokens truncates the answer with finish_reason "length".
+ceil(words * 1.3) unless given as options; max_tokens truncates the answer with finish_reason "length".
 """
 
 from __future__ import annotations
@@ -86,6 +89,7 @@ class SimOptions:
     hang: bool = False
     interrupt_after: int | None = None
     seed: int | None = None
+    usage: Usage | None = None  # reported instead of the estimate
 
     @classmethod
     def parse(cls, options: Mapping[str, Any]) -> SimOptions:
@@ -105,7 +109,16 @@ class SimOptions:
             hang=_flag(options, "hang"),
             interrupt_after=None if interrupt is None else int(interrupt),
             seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
+            usage=_given_usage(options),
         )
+
+
+def _given_usage(options: Mapping[str, Any]) -> Usage | None:
+    names = ("input_tokens", "output_tokens", "cached_tokens")
+    given = [_number(options, name, None) for name in names]
+    if given[0] is None and given[1] is None:
+        return None
+    return Usage(*(int(value or 0) for value in given))
 
 
 def estimate_tokens(text: str) -> int:
@@ -125,9 +138,14 @@ def reply(request: ChatRequest) -> tuple[str, str]:
     return text, "stop"
 
 
-def _usage(request: ChatRequest, text: str) -> Usage:
-    prompt = " ".join(m.content for m in request.messages)
-    return Usage(input_tokens=estimate_tokens(prompt), output_tokens=estimate_tokens(text))
+def _usage(request: ChatRequest, text: str, opts: SimOptions, full_text: str | None = None) -> Usage:
+    """The usage estimated from the text, or the given one (for the share of full_text sent)."""
+    given = opts.usage
+    if given is None:
+        prompt = " ".join(m.content for m in request.messages)
+        return Usage(input_tokens=estimate_tokens(prompt), output_tokens=estimate_tokens(text))
+    share = 1.0 if full_text is None else len(text) / max(1, len(full_text))
+    return Usage(given.input_tokens, math.ceil(given.output_tokens * share), given.cached_tokens)
 
 
 def _pieces(text: str, chunks: int | None) -> list[str]:
@@ -194,7 +212,7 @@ class SimulatedAdapter:
         await self._before_answer(request, opts, opts.latency_s)
         text, finish_reason = reply(request)
         digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-        return ChatResponse(text, finish_reason, _usage(request, text), request.model, f"sim-{digest}")
+        return ChatResponse(text, finish_reason, _usage(request, text, opts), request.model, f"sim-{digest}")
 
     def _delays(self, opts: SimOptions, pieces: list[str]) -> tuple[float, float]:
         """Time to the first chunk, and between chunks."""
@@ -220,11 +238,11 @@ class SimulatedAdapter:
                 raise ProviderError(
                     FailureClass.CONNECTION_ERROR,
                     "the simulated stream was cut mid-answer",
-                    usage=_usage(request, "".join(sent)),
+                    usage=_usage(request, "".join(sent), opts, text),
                 )
             sent.append(piece)
             yield StreamEvent(text=piece)
-        yield StreamEvent(finish_reason=finish_reason, usage=_usage(request, text))
+        yield StreamEvent(finish_reason=finish_reason, usage=_usage(request, text, opts))
 
 
 ADAPTERS = (SimulatedAdapter(),)

@@ -13,21 +13,39 @@ from providers.services.inputs import params_normalise
 from providers.services.ledger import Caller
 from providers.services.ledger_wait import ledger_await
 from providers.services.lifecycle import service_shutdown, service_start
+from providers.services.prices import prices_load
 from providers.services.recorder import ledger_flush
+from providers.services.simulation import (
+    ATTEMPT_FIELDS,
+    COMPLETION_FIELDS,
+    Behaviour,
+    Incident,
+    SimRequest,
+    ledger_simulate,
+    simulation_chains,
+)
 from providers.services.streaming import stream
 
 __all__ = [
+    "ATTEMPT_FIELDS",
+    "COMPLETION_FIELDS",
     "FAULT_CHOICES",
     "STREAM_CUT",
+    "Behaviour",
     "Caller",
     "FaultSpec",
+    "Incident",
+    "SimRequest",
     "complete",
     "complete_sync",
     "ledger_await",
     "ledger_flush",
+    "ledger_simulate",
     "params_normalise",
+    "prices_load",
     "redact",
     "service_shutdown",
     "service_start",
+    "simulation_chains",
     "stream",
 ]

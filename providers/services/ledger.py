@@ -7,6 +7,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from django.utils import timezone
 
@@ -26,6 +27,60 @@ class Caller:
     key_monthly_budget_usd: Decimal | None = None
 
 
+def attempt_fields(
+    record: AttemptRecord, *, completion_id: uuid.UUID, chain_id: int | None, source: str
+) -> dict[str, Any]:
+    """An Attempt row's values, from the engine's record of it."""
+    usage = record.usage
+    return dict(
+        completion_id=completion_id,
+        started_at=record.started_at,
+        chain_id=chain_id,
+        source=source,
+        step_position=record.step_position,
+        provider_id=record.provider_id,
+        provider_name=record.provider_name,
+        provider_kind=record.provider_kind,
+        model=record.model,
+        retry_index=record.retry_index,
+        outcome=record.outcome,
+        http_status=record.http_status,
+        retry_after_s=record.retry_after_s,
+        latency_ms=record.latency_ms,
+        ttft_ms=record.ttft_ms,
+        input_tokens=usage.input_tokens if usage else 0,
+        output_tokens=usage.output_tokens if usage else 0,
+        cached_tokens=usage.cached_tokens if usage else 0,
+        reasoning_tokens=usage.reasoning_tokens if usage else 0,
+        cost_usd=record.cost_usd,
+        unpriced=record.unpriced,
+        error_message=record.error_message[:4000],
+        injected=record.injected,
+    )
+
+
+def completion_totals(attempts: list[AttemptRecord]) -> dict[str, Any]:
+    """A Completion row's totals and answer, from its attempts (the one place they are summed)."""
+    usage_rows = [a.usage for a in attempts if a.usage]
+    success = next((a for a in reversed(attempts) if a.ok), None)
+    first = attempts[0].step_position if attempts else None
+    return {
+        "input_tokens": sum(u.input_tokens for u in usage_rows),
+        "output_tokens": sum(u.output_tokens for u in usage_rows),
+        "cached_tokens": sum(u.cached_tokens for u in usage_rows),
+        "reasoning_tokens": sum(u.reasoning_tokens for u in usage_rows),
+        "cost_usd": attempts_cost(attempts),
+        "unpriced": any(a.unpriced for a in attempts),
+        "attempt_count": sum(1 for a in attempts if a.outcome != "circuit_open"),
+        "answered_provider_id": success.provider_id if success else None,
+        "answered_model": success.model if success else "",
+        "answered_step": success.step_position if success else None,
+        "fallback_used": bool(success and success.step_position != first),
+        "ttft_ms": success.ttft_ms if success else None,
+        "injected": any(a.injected for a in attempts),
+    }
+
+
 @dataclass(slots=True)
 class RequestLedger:
     request_id: uuid.UUID
@@ -42,37 +97,10 @@ class RequestLedger:
         """The engine's on_attempt hook: the row goes to the recorder at once."""
         self.attempts.append(record)
         self.injected = self.injected or record.injected
-        usage = record.usage
-        get_recorder().submit(
-            PendingRow(
-                Attempt,
-                dict(
-                    completion_id=self.request_id,
-                    started_at=record.started_at,
-                    chain_id=self.chain_id,
-                    source=self.caller.source,
-                    step_position=record.step_position,
-                    provider_id=record.provider_id,
-                    provider_name=record.provider_name,
-                    provider_kind=record.provider_kind,
-                    model=record.model,
-                    retry_index=record.retry_index,
-                    outcome=record.outcome,
-                    http_status=record.http_status,
-                    retry_after_s=record.retry_after_s,
-                    latency_ms=record.latency_ms,
-                    ttft_ms=record.ttft_ms,
-                    input_tokens=usage.input_tokens if usage else 0,
-                    output_tokens=usage.output_tokens if usage else 0,
-                    cached_tokens=usage.cached_tokens if usage else 0,
-                    reasoning_tokens=usage.reasoning_tokens if usage else 0,
-                    cost_usd=record.cost_usd,
-                    unpriced=record.unpriced,
-                    error_message=record.error_message[:4000],
-                    injected=record.injected,
-                ),
-            )
+        fields = attempt_fields(
+            record, completion_id=self.request_id, chain_id=self.chain_id, source=self.caller.source
         )
+        get_recorder().submit(PendingRow(Attempt, fields))
 
     @property
     def cost_so_far(self) -> Decimal:
@@ -83,24 +111,7 @@ class RequestLedger:
 
     def finish(self, outcome: CompletionOutcome, **fields) -> PendingRow:
         """Write the completion row; totals come from the attempts unless given."""
-        usage_rows = [a.usage for a in self.attempts if a.usage]
-        cost = self.cost_so_far
-        success = next((a for a in reversed(self.attempts) if a.ok), None)
-        first = self.attempts[0].step_position if self.attempts else None
-        values = {
-            "input_tokens": sum(u.input_tokens for u in usage_rows),
-            "output_tokens": sum(u.output_tokens for u in usage_rows),
-            "cached_tokens": sum(u.cached_tokens for u in usage_rows),
-            "reasoning_tokens": sum(u.reasoning_tokens for u in usage_rows),
-            "cost_usd": cost,
-            "unpriced": any(a.unpriced for a in self.attempts),
-            "attempt_count": sum(1 for a in self.attempts if a.outcome != "circuit_open"),
-            "answered_provider_id": success.provider_id if success else None,
-            "answered_model": success.model if success else "",
-            "answered_step": success.step_position if success else None,
-            "fallback_used": bool(success and success.step_position != first),
-            "ttft_ms": success.ttft_ms if success else None,
-        }
+        values = completion_totals(self.attempts)
         values.update(fields)
         values.update(
             id=self.request_id,

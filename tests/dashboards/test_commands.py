@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import io
+import itertools
+from collections import defaultdict
+from decimal import Decimal
 
 import pytest
 from django.core.management import CommandError, call_command
 from django.db.models import Count, Sum
 
 from dashboards.models import AttemptRollup, CompletionRollup, Grain
-from providers.models import Attempt, Completion, FallbackChain
+from providers.engine.cost import attempt_cost
+from providers.engine.types import Price, Usage
+from providers.models import Attempt, Completion, FallbackChain, ModelPrice
 
 END = "2025-03-13T17:23:41+00:00"
 
@@ -38,6 +43,61 @@ def test_synth_ledger_makes_a_realistic_ledger_and_its_rollups(db):
     assert CompletionRollup.objects.filter(grain=Grain.HOUR).aggregate(n=Sum("completions"))["n"] == (
         Completion.objects.count()
     )
+
+
+RETRIED = {"server_error", "timeout", "connection_error", "bad_response", "rate_limited"}
+
+
+def _price(kind: str, model: str) -> Price | None:
+    row = ModelPrice.objects.filter(provider_kind=kind, model=model).order_by("-effective_from").first()
+    return Price(row.input_per_mtok, row.output_per_mtok, row.cached_input_per_mtok) if row else None
+
+
+def _assert_engine_rules(completions, attempts_of) -> None:
+    prices: dict[tuple[str, str], Price | None] = {}
+    money = Decimal("1e-10")
+    for c in completions:
+        attempts = attempts_of[c.id]
+        assert c.attempt_count == sum(a.outcome != "circuit_open" for a in attempts)
+        assert c.cost_usd == sum((a.cost_usd for a in attempts if a.cost_usd is not None), Decimal(0))
+        answered = [a for a in attempts if a.outcome == "success"]
+        if c.outcome == "success":
+            assert len(answered) == 1 and answered[0] is attempts[-1]
+            assert c.fallback_used == (answered[0].step_position != attempts[0].step_position)
+            assert c.answered_step == answered[0].step_position
+        else:
+            assert not answered and not c.fallback_used
+        for a in attempts:
+            if a.outcome == "circuit_open":
+                assert a.latency_ms == 0 and a.cost_usd is None and a.input_tokens == 0
+                continue
+            price = prices.setdefault((a.provider_kind, a.model), _price(a.provider_kind, a.model))
+            usage = Usage(a.input_tokens, a.output_tokens, a.cached_tokens) if a.input_tokens else None
+            cost, unpriced = attempt_cost(usage, price)
+            assert a.unpriced == unpriced
+            assert a.cost_usd == (cost.quantize(money) if cost is not None else None)
+        steps = [(a.step_position, a.retry_index) for a in attempts if a.outcome != "circuit_open"]
+        assert steps == sorted(steps)  # in chain order, retries of a step in a row
+        assert all(x.started_at <= y.started_at for x, y in itertools.pairwise(attempts))
+
+
+def test_synth_ledger_rows_follow_the_engines_rules(db):
+    _synth(attempts=1500, days=1, seed=3, no_rollups=True)
+    attempts_of = defaultdict(list)
+    for a in Attempt.objects.order_by("started_at", "id"):
+        attempts_of[a.completion_id].append(a)
+    completions = list(Completion.objects.all())
+    _assert_engine_rules(completions, attempts_of)
+    assert sum(len(rows) for rows in attempts_of.values()) >= 1500
+    outcomes = {c.outcome for c in completions}
+    assert {"success", "failed", "cache_hit"} <= outcomes
+    assert Attempt.objects.filter(outcome="circuit_open").exists()  # the breaker was in play
+    retried = Attempt.objects.filter(retry_index=1).values_list("completion_id", flat=True)
+    assert retried.exists()  # retries of the same step happen, after a retryable failure
+    for completion_id in retried[:50]:
+        first = next(a for a in attempts_of[completion_id] if a.retry_index == 1)
+        before = attempts_of[completion_id][attempts_of[completion_id].index(first) - 1]
+        assert before.outcome in RETRIED
 
 
 def test_synth_ledger_is_reproducible_with_a_seed(db):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import httpx
 import pytest
 
-from providers.adapters.simulated import SimulatedAdapter, estimate_tokens
+from providers.adapters.simulated import SimulatedAdapter, estimate_tokens, reply
 from providers.engine.types import (
     ChatParams,
     ChatRequest,
@@ -179,3 +180,18 @@ async def test_bad_option_values_fall_back_to_defaults(adapter, client, sleep):
     response = await adapter.complete(request(latency_ms="fast", failure_rate=None, down="no"), client)
     assert response.finish_reason == "stop"
     assert sleep.waits == [pytest.approx(0.05)]
+
+
+async def test_given_usage_is_reported_and_a_cut_stream_reports_its_share(adapter, client):
+    options = {"latency_ms": 0, "input_tokens": 1200, "output_tokens": 300, "cached_tokens": 400}
+    response = await adapter.complete(request(**options), client)
+    assert (response.usage.input_tokens, response.usage.output_tokens) == (1200, 300)
+    assert response.usage.cached_tokens == 400
+    sent: list[str] = []
+    with pytest.raises(ProviderError) as caught:
+        async for event in adapter.stream(request(**options, chunks=2, interrupt_after=1), client):
+            sent.append(event.text)
+    text, _ = reply(request())
+    usage = caught.value.usage
+    assert usage.input_tokens == 1200 and 0 < usage.output_tokens < 300
+    assert usage.output_tokens == math.ceil(300 * len(sent[0]) / len(text))

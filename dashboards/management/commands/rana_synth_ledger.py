@@ -13,7 +13,8 @@ from dashboards.services.synth_ledger import synth_ledger_generate
 class Command(BaseCommand):
     help = (
         "Generate a synthetic ledger of about --attempts attempts over the last --days days "
-        "(realistic providers, chains, failures, fallbacks, latencies and costs), then build the "
+        "(realistic providers, chains, failures, latencies; retries, fallbacks and costs by the real "
+        "fallback engine with simulated providers on a fake clock), then build the "
         "dashboard rollups. With --catalogue synth (default) a set of example providers and chains "
         "is created when absent; with --catalogue existing the chains already configured are used."
     )
@@ -26,6 +27,9 @@ class Command(BaseCommand):
         parser.add_argument("--chain", action="append", dest="chains", help="Only this chain slug (repeat).")
         parser.add_argument("--end", help="ISO end time (default: now).")
         parser.add_argument("--no-rollups", action="store_true", help="Skip building the rollups.")
+        parser.add_argument(
+            "--no-breaker", action="store_true", help="No circuit breaker (no circuit_open skips)."
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["attempts"] <= 0 or options["days"] <= 0:
@@ -48,6 +52,7 @@ class Command(BaseCommand):
                 catalogue=options["catalogue"],
                 chain_slugs=options["chains"],
                 build_rollups=not options["no_rollups"],
+                breaker=not options["no_breaker"],
                 progress=progress,
             )
         except ValueError as exc:
