@@ -10,7 +10,8 @@ import uuid
 
 from django.db.models import OuterRef, Subquery
 
-from providers.models import ChainStep, Completion
+from providers.models import Completion
+from providers.selectors import chain_usable_steps
 
 from .models import PlaygroundRun
 
@@ -22,11 +23,8 @@ def chain_steps(slug: str | None) -> list[tuple[int, str]]:
     """(position, label) of the steps a chain will try: enabled steps of enabled providers."""
     if not slug:
         return []
-    steps = ChainStep.objects.filter(chain__slug=slug, enabled=True, provider__enabled=True)
-    return [
-        (s.position, f"Step {n} · {s.provider.name} / {s.model}")
-        for n, s in enumerate(steps.select_related("provider").order_by("position", "id"), start=1)
-    ]
+    steps = next(iter(chain_usable_steps(slug=slug).values()), [])
+    return [(s.position, f"Step {n} · {s.provider.name} / {s.model}") for n, s in enumerate(steps, start=1)]
 
 
 def run_get(*, run_id: uuid.UUID, user_id: int) -> PlaygroundRun | None:

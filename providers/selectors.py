@@ -12,7 +12,7 @@ from decimal import Decimal
 from django.db.models import Count, Sum
 
 from providers.engine.cost import attempt_cost
-from providers.models import Attempt, Completion, FallbackChain
+from providers.models import Attempt, ChainStep, Completion, FallbackChain
 from providers.services.breaker import get_breaker
 from providers.services.completions import chain_resolve
 from providers.services.plans import price_lookup
@@ -22,11 +22,28 @@ __all__ = [
     "attempt_cost",
     "chain_list",
     "chain_resolve",
+    "chain_usable_steps",
     "circuit_states",
     "completion_timeline",
     "ledger_totals",
     "price_lookup",
 ]
+
+
+def chain_usable_steps(
+    *, chain_ids: list[int] | None = None, slug: str | None = None
+) -> dict[int, list[ChainStep]]:
+    """The steps each chain will try (enabled, with an enabled provider), in order, by chain id."""
+    steps = ChainStep.objects.select_related("provider").order_by("chain_id", "position", "id")
+    if chain_ids is not None:
+        steps = steps.filter(chain_id__in=chain_ids)
+    if slug is not None:
+        steps = steps.filter(chain__slug=slug)
+    usable: dict[int, list[ChainStep]] = {}
+    for step in steps.filter(enabled=True, provider__enabled=True):
+        if step.is_usable:  # the rule itself (the filter only narrows the query)
+            usable.setdefault(step.chain_id, []).append(step)
+    return usable
 
 
 def chain_list() -> list[FallbackChain]:

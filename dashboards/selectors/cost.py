@@ -15,7 +15,7 @@ from dashboards.selectors.filters import Filters
 from dashboards.selectors.query import attempt_sums, completion_sums
 from dashboards.selectors.timeslots import series_edges, slot_keys, slot_labels
 from providers.models import ChainStep, FallbackChain
-from providers.selectors import attempt_cost, price_lookup
+from providers.selectors import attempt_cost, chain_usable_steps, price_lookup
 from providers.types import Price, Usage
 
 _PREMIUM = ("attempts", "cost_usd", "input_tokens", "output_tokens", "cached_tokens", "unpriced")
@@ -107,11 +107,8 @@ def failure_cost(f: Filters) -> dict:
 
 
 def _first_steps(chain_ids: list[int]) -> dict[int, ChainStep]:
-    first: dict[int, ChainStep] = {}
-    for step in ChainStep.objects.filter(chain_id__in=chain_ids, enabled=True).select_related("provider"):
-        if step.chain_id not in first or step.position < first[step.chain_id].position:
-            first[step.chain_id] = step
-    return first
+    """Each chain's first step it will try."""
+    return {chain_id: steps[0] for chain_id, steps in chain_usable_steps(chain_ids=chain_ids).items()}
 
 
 def _cost_at(step: ChainStep | None, row: dict) -> Decimal | None:

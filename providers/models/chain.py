@@ -116,6 +116,11 @@ CHAIN_CONFIG_FIELDS = (
 )
 
 
+def step_is_usable(*, enabled: bool, provider: Provider | None) -> bool:
+    """The one rule of which steps a chain will try: enabled, with an enabled provider."""
+    return enabled and provider is not None and provider.enabled
+
+
 class ChainStep(models.Model):
     chain = models.ForeignKey(FallbackChain, on_delete=models.CASCADE, related_name="steps")
     position = models.PositiveIntegerField(default=0, db_index=True)
@@ -145,6 +150,10 @@ class ChainStep(models.Model):
 
     def __str__(self) -> str:
         return f"{self.position + 1}. {self.provider} / {self.model}"
+
+    @property
+    def is_usable(self) -> bool:
+        return step_is_usable(enabled=self.enabled, provider=self.provider)
 
     def clean(self) -> None:
         super().clean()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from django.db import transaction
 
 from providers.models import ChainStep, FallbackChain, Provider
+from providers.models.chain import step_is_usable
 
 NO_ENABLED_STEP = "A chain needs at least one enabled step whose provider is enabled."
 
@@ -22,7 +23,7 @@ class StepDraft:
 
 def chain_steps_problem(*, steps: Iterable[StepDraft]) -> str | None:
     """Why a list of steps cannot make a working chain, or None when it can."""
-    usable = [s for s in steps if s.enabled and s.provider is not None and s.provider.enabled]
+    usable = [s for s in steps if step_is_usable(enabled=s.enabled, provider=s.provider)]
     if not usable:
         return NO_ENABLED_STEP
     return None

@@ -69,7 +69,7 @@ def chain_plan_build(
     """
     if steps is None:
         steps = list(chain.steps.select_related("provider").order_by("position", "id"))
-    usable = [s for s in steps if s.enabled and s.provider.enabled]
+    usable = [s for s in steps if s.is_usable]
     return ChainPlan(
         slug=chain.slug,
         chain_id=chain.pk,
