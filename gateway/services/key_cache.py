@@ -13,6 +13,7 @@ import logging
 import math
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
@@ -105,11 +106,12 @@ def _reload(asked_at: float) -> None:
 
 
 def keys_changed(**_kwargs) -> None:
-    """Signal receiver: a key (or what it may use) changed; every process reloads."""
-    try:
-        cache.incr(VERSION_KEY)
-    except ValueError:
-        cache.set(VERSION_KEY, 1, timeout=None)
+    """Signal receiver: a key (or what it may use) changed; every process reloads.
+
+    The version is a fresh random token, not a counter: a counter starts again from 1 when the
+    cache is emptied (a Redis restart), and a process that last saw the same number would
+    miss the change."""
+    cache.set(VERSION_KEY, uuid.uuid4().hex, timeout=None)
     _snapshot.loaded_at = -math.inf
 
 

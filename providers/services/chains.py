@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 
 from django.core.cache import cache
@@ -69,10 +70,9 @@ def _current_version() -> None:
 
 
 def config_changed(**_kwargs) -> None:
-    try:
-        cache.incr(_VERSION_KEY)
-    except ValueError:
-        cache.set(_VERSION_KEY, 1, timeout=None)
+    # A fresh token, not a counter: a counter restarts at 1 when the cache is emptied, and a
+    # process that last saw the same number would miss this change.
+    cache.set(_VERSION_KEY, uuid.uuid4().hex, timeout=None)
     with _lock:
         _plans.clear()
         _state["checked_at"] = 0.0

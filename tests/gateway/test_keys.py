@@ -9,7 +9,6 @@ import time
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.core.cache import cache
 from django.core.management import CommandError, call_command
 from django.db import OperationalError
 
@@ -71,11 +70,28 @@ async def test_other_processes_notice_a_change_within_the_recheck_interval(loads
     _, plaintext = await sync_to_async(gateway_key_create)(name="bot")
     await gateway_key_verify(key=plaintext)
     await revoked_elsewhere(plaintext)
-    cache.incr(key_cache.VERSION_KEY)  # what the other process's save did to the shared cache
+    key_cache.keys_changed()  # what the other process's save did to the shared cache ...
+    key_cache._snapshot.loaded_at = time.monotonic()  # ... while this memory stayed as it was
     await gateway_key_verify(key=plaintext)  # still remembered within RECHECK_S
     monkeypatch.setattr(key_cache, "RECHECK_S", 0.0)
     with pytest.raises(KeyRejected):
         await gateway_key_verify(key=plaintext)
+
+
+async def test_a_change_is_noticed_even_after_the_shared_cache_was_emptied(loads, monkeypatch):
+    """A Redis restart empties the version: the next change must still differ from what this
+    process saw last (a counter would start again at the number it saw)."""
+    monkeypatch.setattr(key_cache, "RECHECK_S", 0.0)
+    cache.clear()
+    _, first = await sync_to_async(gateway_key_create)(name="one")
+    _, second = await sync_to_async(gateway_key_create)(name="two")
+    await gateway_key_verify(key=second)  # this process has seen the current version
+    cache.clear()  # the shared cache restarts
+    await revoked_elsewhere(second)
+    key_cache.keys_changed()  # the other process's save ...
+    key_cache._snapshot.loaded_at = time.monotonic()  # ... this process's memory unchanged
+    with pytest.raises(KeyRejected):
+        await gateway_key_verify(key=second)
 
 
 async def test_without_a_shared_cache_a_revocation_still_arrives_within_max_age(loads, monkeypatch):

@@ -19,7 +19,9 @@ def chain():
     off = Provider.objects.create(name="off", kind="simulated", enabled=False)
     chain = FallbackChain.objects.create(name="c", slug="c")
     ChainStep.objects.create(chain=chain, position=0, provider=on, model="disabled-step", enabled=False)
-    ChainStep.objects.bulk_create([ChainStep(chain=chain, position=1, provider=off, model="disabled-provider")])
+    ChainStep.objects.bulk_create(
+        [ChainStep(chain=chain, position=1, provider=off, model="disabled-provider")]
+    )
     ChainStep.objects.create(chain=chain, position=2, provider=on, model="usable")
     return chain
 
