@@ -38,3 +38,14 @@ def _fresh_circuit_breaker():
     get_breaker().reset()
     yield
     get_breaker().reset()
+
+
+@pytest.fixture
+def buffered_ledger(monkeypatch):
+    """The ledger as served (write-behind, 50 ms batches) instead of the tests' synchronous one."""
+    from providers.services import recorder
+
+    buffered = recorder.BufferedRecorder(interval_s=0.05)
+    monkeypatch.setattr(recorder, "_recorder", buffered)
+    yield buffered
+    buffered.close()

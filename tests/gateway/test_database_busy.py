@@ -7,7 +7,6 @@ from contextlib import asynccontextmanager
 import pytest
 from asgiref.sync import sync_to_async
 
-from providers.models import Completion
 from providers.services import recorder
 from tests.dblock import writes_blocked
 
@@ -25,34 +24,6 @@ async def blocked_writes(table: str):
         yield
     finally:
         await sync_to_async(blocking.__exit__)(None, None, None)
-
-
-@pytest.fixture
-def buffered_ledger(monkeypatch):
-    buffered = recorder.BufferedRecorder(interval_s=0.01)
-    monkeypatch.setattr(recorder, "_recorder", buffered)
-    yield buffered
-    buffered.close()
-
-
-async def test_requests_answer_while_the_ledger_is_locked_and_every_row_lands_later(
-    api, api_key, upstream, buffered_ledger
-):
-    async with blocked_writes("providers_completion"):
-        answers = [
-            await api.post(
-                URL, json={"model": "main", "messages": HELLO, "stream": i % 2 == 1}, headers=auth(api_key)
-            )
-            for i in range(4)
-        ]
-        assert [r.status_code for r in answers] == [200] * 4
-        assert not await sync_to_async(buffered_ledger.flush)(0.5)  # still waiting for the lock
-    assert await sync_to_async(buffered_ledger.flush)(10)
-    ids = {r.headers["x-rana-request-id"] for r in answers}
-    stored = await sync_to_async(
-        lambda: {str(pk) for pk in Completion.objects.values_list("pk", flat=True)}
-    )()
-    assert stored == ids
 
 
 @pytest.fixture

@@ -41,17 +41,6 @@ def test_send_succeeds_once_the_lock_is_gone(user_client, chains):
     assert PlaygroundRun.objects.get().outcome == "success"
 
 
-@pytest.fixture
-def buffered_ledger(monkeypatch):
-    """The ledger as served (write-behind): its writer retries until the lock is gone."""
-    from providers.services import recorder
-
-    buffered = recorder.BufferedRecorder(interval_s=0.01)
-    monkeypatch.setattr(recorder, "_recorder", buffered)
-    yield buffered
-    buffered.close()
-
-
 def test_a_run_that_cannot_be_saved_tells_the_user_and_loses_no_ledger_row(user, chains, buffered_ledger):
     run = services.run_create(
         user_id=user.pk, chain_slug="two", messages=[{"role": "user", "content": "hi"}], params={}

@@ -11,7 +11,6 @@ from django.core.cache import cache
 
 from providers.engine.types import ChatResponse
 from providers.models import Attempt, ChainStep, Completion, FallbackChain, Provider
-from providers.services import recorder
 from providers.services.completions import complete
 from tests.providers.engine_fakes import fail
 
@@ -35,15 +34,7 @@ class FailThenWait:
         return ChatResponse(text="late", finish_reason="stop", usage=None, model=request.model)
 
 
-@pytest.fixture
-def buffered(monkeypatch):
-    buffer = recorder.BufferedRecorder(interval_s=0.05)
-    monkeypatch.setattr(recorder, "_recorder", buffer)
-    yield buffer
-    buffer.close()
-
-
-async def test_first_attempt_is_stored_while_the_request_is_still_running(buffered):
+async def test_first_attempt_is_stored_while_the_request_is_still_running(buffered_ledger):
     cache.clear()
     first = await Provider.objects.acreate(name="first", kind="simulated")
     second = await Provider.objects.acreate(name="second", kind="simulated")
@@ -68,6 +59,6 @@ async def test_first_attempt_is_stored_while_the_request_is_still_running(buffer
     assert visible_after < 0.1, f"attempt reached the database after {visible_after * 1000:.0f} ms"
     adapter.release.set()
     result = await request
-    assert buffered.flush(5)
+    assert buffered_ledger.flush(5)
     completion = await Completion.objects.aget(id=result.request_id)
     assert completion.outcome == "success" and completion.fallback_used
