@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -132,14 +133,26 @@ async def serve_api(scope: Scope, receive: Receive, send: Send) -> None:
                 await response.aclose()
 
 
+# rana_site.asgi freezes what start-up loaded out of the garbage collector's reach; serving
+# the first requests loads and caches more (adapters, the HTTP client, chain plans, Django's
+# lazy caches) that every full collection would walk again. Once warm, freeze that too (a
+# cheap list splice, no collection).
+FREEZE_AFTER_REQUESTS = 500
+
+
 class ApiRouter:
     """/v1/ to the gateway, everything else to `app` (Django); handles ASGI lifespan."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._until_freeze = FREEZE_AFTER_REQUESTS
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/v1/"):
+            if self._until_freeze:
+                self._until_freeze -= 1
+                if not self._until_freeze:
+                    gc.freeze()
             await serve_api(scope, receive, send)
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
@@ -147,15 +160,16 @@ class ApiRouter:
             await self.app(scope, receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        from providers.http_client import shared_client_close
-        from providers.services.recorder import ledger_flush
+        from gateway.api.loop_lag import loop_lag_start, loop_lag_stop
+        from providers.services import service_shutdown
 
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                loop_lag_start()  # only when RANA_LOOP_LAG_DIR is set (benchmarks)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await shared_client_close()
-                await asyncio.get_running_loop().run_in_executor(None, ledger_flush)
+                await loop_lag_stop()
+                await service_shutdown()  # close upstream connections, write the ledger's rows
                 await send({"type": "lifespan.shutdown.complete"})
                 return

@@ -186,6 +186,10 @@ CELERY_TIMEZONE = TIME_ZONE
 RANA_LEDGER_FLUSH_MS = env.int("RANA_LEDGER_FLUSH_MS", default=50)
 RANA_LEDGER_MODE = env.str("RANA_LEDGER_MODE", default="buffered")  # or "sync"
 
+# Benchmarks only: when set, each served worker probes its event loop's lag and writes the
+# histogram to a file in this folder (gateway.api.loop_lag; bench/gateway_overhead.py).
+RANA_LOOP_LAG_DIR = env.str("RANA_LOOP_LAG_DIR", default="")
+
 if not DEBUG:
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

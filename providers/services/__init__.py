@@ -14,7 +14,7 @@ from providers.services.ledger import Caller
 from providers.services.ledger_wait import ledger_await
 from providers.services.lifecycle import service_shutdown, service_start
 from providers.services.prices import prices_load
-from providers.services.recorder import ledger_flush
+from providers.services.recorder import ActivityWindow, ledger_batch, ledger_flush
 from providers.services.simulation import (
     ATTEMPT_FIELDS,
     COMPLETION_FIELDS,
@@ -31,6 +31,7 @@ __all__ = [
     "COMPLETION_FIELDS",
     "FAULT_CHOICES",
     "STREAM_CUT",
+    "ActivityWindow",
     "Behaviour",
     "Caller",
     "FaultSpec",
@@ -39,6 +40,7 @@ __all__ = [
     "complete",
     "complete_sync",
     "ledger_await",
+    "ledger_batch",
     "ledger_flush",
     "ledger_simulate",
     "params_normalise",

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import subprocess
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from django.db import OperationalError
 from django.utils import timezone
 
-from providers.models import Attempt, Completion
+from providers.models import Attempt, Completion, FallbackChain
 from providers.models.ledger import new_request_id
-from providers.services.recorder import BufferedRecorder
+from providers.services.recorder import BufferedRecorder, PendingRow, announce_rows, write_rows
+from providers.signals import ledger_rows_written
 
 ROOT = Path(__file__).resolve().parents[2]
 WRITER = Path(__file__).parent / "scripts" / "ledger_writer.py"
@@ -104,9 +107,10 @@ def test_many_rows_from_many_requests_are_written_in_batches(buffered_recorder):
     assert Attempt.objects.count() == 200
 
 
-def start_writer(tmp_path) -> tuple[subprocess.Popen, dict]:
+def start_writer(tmp_path, **extra_env: str) -> tuple[subprocess.Popen, dict]:
     env = {
         **os.environ,
+        **extra_env,
         "DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.sqlite3'}",
         "RANA_LEDGER_MODE": "buffered",
         "DEBUG": "1",
@@ -150,6 +154,23 @@ def test_sigterm_flushes_every_submitted_row(tmp_path):
     assert not missing, f"{len(missing)} submitted rows lost on SIGTERM"
 
 
+def test_sigterm_flushes_then_hands_over_to_the_servers_own_handler(tmp_path):
+    """The recorder chains to a handler installed before it (a server's), never replaces it."""
+    child, env = start_writer(tmp_path, WRITER_SERVER_HANDLER="1")
+    submitted = read_submitted(child, until=200)
+    child.send_signal(signal.SIGTERM)
+    tail = []
+    for line in child.stdout:
+        if line.startswith("server handler ran"):
+            tail.append(line)
+            continue
+        n, _t = line.split()
+        submitted[int(n)] = 0.0
+    assert child.wait(timeout=30) == 3 and tail == ["server handler ran\n"]
+    missing = {f"row-{n}" for n in submitted} - rows_in(env)
+    assert not missing, f"{len(missing)} submitted rows lost before the server's handler ran"
+
+
 def test_hard_kill_loses_at_most_the_last_100ms(tmp_path):
     child, env = start_writer(tmp_path)
     submitted = read_submitted(child, until=300)
@@ -160,3 +181,102 @@ def test_hard_kill_loses_at_most_the_last_100ms(tmp_path):
     old_enough = {f"row-{n}" for n, t in submitted.items() if t < killed_at - 0.1}
     assert len(old_enough) > 100
     assert old_enough <= stored, f"lost {len(old_enough - stored)} rows older than 100 ms"
+
+
+# --- the writer's own insert path and the coalesced announcements ----------------------------
+
+
+def pending_completion(request_id, **fields) -> PendingRow:
+    values = {"id": request_id, "created_at": timezone.now(), "source": "api", "outcome": "success"}
+    return PendingRow(Completion, values | fields)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_pending_rows_land_with_every_value_and_the_defaults(buffered_recorder):
+    recorder = buffered_recorder()
+    request_id = new_request_id()
+    chain = FallbackChain.objects.create(name="Main", slug="main")
+    started = timezone.now() - dt.timedelta(seconds=1)
+    recorder.submit(
+        pending_completion(
+            request_id,
+            chain_id=chain.pk,
+            cost_usd=Decimal("0.0000012345"),
+            latency_ms=12.5,
+            fallback_used=True,
+        )
+    )
+    recorder.submit(
+        PendingRow(
+            Attempt,
+            {
+                "completion_id": request_id,
+                "chain": chain,  # a foreign key by name, as an instance
+                "started_at": started,
+                "source": "api",
+                "step_position": 1,
+                "provider_name": "p",
+                "provider_kind": "simulated",
+                "model": "m",
+                "outcome": "success",
+                "latency_ms": 3.25,
+                "cost_usd": None,
+            },
+        )
+    )
+    assert recorder.flush(5)
+    completion = Completion.objects.get(id=request_id)
+    assert (completion.chain_id, completion.cost_usd, completion.latency_ms) == (
+        chain.pk,
+        Decimal("0.0000012345"),
+        12.5,
+    )
+    assert completion.fallback_used is True and completion.unpriced is False  # given / default
+    assert completion.error_message == "" and completion.answered_step is None  # defaults
+    attempt = Attempt.objects.get(completion_id=request_id)
+    assert (attempt.chain_id, attempt.started_at, attempt.step_position) == (chain.pk, started, 1)
+    assert attempt.retry_index == 0 and attempt.cost_usd is None and attempt.injected is False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_write_rows_without_announce_leaves_it_to_the_caller():
+    heard: list[list] = []
+
+    def listener(sender, rows, **kwargs):
+        heard.append(rows)
+
+    ledger_rows_written.connect(listener)
+    try:
+        written = write_rows([pending_completion(new_request_id())], announce=False)
+        assert heard == [] and len(written) == 1
+        announce_rows(written)
+    finally:
+        ledger_rows_written.disconnect(listener)
+    [[row]] = heard
+    assert isinstance(row, Completion) and row.outcome == "success"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_listeners_hear_of_written_rows_in_coalesced_announcements(buffered_recorder):
+    heard: list[list] = []
+
+    def listener(sender, rows, **kwargs):
+        heard.append(rows)
+
+    ledger_rows_written.connect(listener)
+    try:
+        recorder = buffered_recorder(interval_s=0.01, announce_every_s=0.4)
+        ids = []
+        for _ in range(3):  # three batches, within one announcement period
+            ids.append(new_request_id())
+            recorder.submit(pending_completion(ids[-1]))
+            wait_for(lambda i=ids[-1]: Completion.objects.filter(id=i).exists(), timeout_s=0.1)
+        assert heard == []  # written (within the flush interval), not announced yet
+        wait_for(lambda: heard, timeout_s=1.0)
+        assert [sorted(row.pk for row in rows) for rows in heard] == [sorted(ids)]  # one announcement
+
+        recorder.submit(pending_completion(new_request_id()))
+        assert recorder.flush(5)  # flush() does not wait for the period: it announces now
+        assert len(heard) == 2 and len(heard[1]) == 1
+    finally:
+        ledger_rows_written.disconnect(listener)
