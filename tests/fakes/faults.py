@@ -6,7 +6,9 @@ so one script can be replayed against any adapter.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
+from typing import Any
 
 # Named provider errors, each rendered in the exact body of the protocol that is hit:
 ERROR_NAMES = (
@@ -40,6 +42,25 @@ class FakeUsage:
 
 
 DEFAULT_TEXT = "Hello from the fake upstream."
+DEFAULT_SIGNATURE = "RmFrZVRoaW5raW5nU2lnbmF0dXJlMDAwMQ=="  # Anthropic signs every thinking block
+
+
+@dataclass(frozen=True, slots=True)
+class FakeToolCall:
+    """One function call the model makes; arguments is the JSON text (a dict is dumped).
+
+    id None: the fake makes one per protocol (call_…, toolu_…; Gemini sends none).
+    Arguments that are not a JSON object still stream as-is (OpenAI, Anthropic partial_json);
+    a non-streamed Anthropic body or any Gemini answer needs an object.
+    """
+
+    name: str
+    arguments: str = "{}"
+    id: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.arguments, str):
+            object.__setattr__(self, "arguments", json.dumps(self.arguments))
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +80,11 @@ class Fault:
     after_chunks: int = 2  # content events sent before a stream fault
     delay_s: float = 0.0  # ok: before answering; drip: between writes
     chunk_size: int = 16  # drip: bytes per write
+    calls: tuple[FakeToolCall, ...] = ()  # Fault.tool_calls
+    arg_pieces: int = 3  # stream fragments per tool call's arguments (and per JSON answer)
+    thinking: str | None = None  # Anthropic thinking block, Gemini thought part (OpenAI: none)
+    signature: str | None = None  # Anthropic: None gives DEFAULT_SIGNATURE; Gemini thoughtSignature
+    json_tool: str | None = None  # Anthropic: the JSON answer as a forced tool_use of this name
 
     # --- success ----------------------------------------------------------------------
     @classmethod
@@ -70,8 +96,92 @@ class Fault:
         finish: str = "stop",
         pieces: tuple[str, ...] | None = None,
         delay_s: float = 0.0,
+        thinking: str | None = None,
+        signature: str | None = None,
     ) -> Fault:
-        return cls("ok", text=text, usage=usage or FakeUsage(), finish=finish, pieces=pieces, delay_s=delay_s)
+        """A text answer; thinking adds reasoning before it (see Fault.thinking)."""
+        return cls(
+            "ok",
+            text=text,
+            usage=usage or FakeUsage(),
+            finish=finish,
+            pieces=pieces,
+            delay_s=delay_s,
+            thinking=thinking,
+            signature=signature,
+        )
+
+    @classmethod
+    def tool_calls(
+        cls,
+        calls: list[FakeToolCall] | tuple[FakeToolCall, ...],
+        text: str | None = None,
+        *,
+        arg_pieces: int = 3,
+        usage: FakeUsage | None = None,
+        thinking: str | None = None,
+        signature: str | None = None,
+    ) -> Fault:
+        """The model calls tools (finish "tool_calls"), optionally after some text.
+
+        Streams split each call's arguments into arg_pieces fragments (OpenAI, Anthropic);
+        Gemini sends each call whole.
+        """
+        if not calls:
+            raise ValueError("Fault.tool_calls needs at least one FakeToolCall")
+        return cls(
+            "ok",
+            text=text or "",
+            usage=usage or FakeUsage(),
+            finish="tool_calls",
+            calls=tuple(calls),
+            arg_pieces=arg_pieces,
+            thinking=thinking,
+            signature=signature,
+        )
+
+    @classmethod
+    def json(
+        cls,
+        value: Any,
+        *,
+        as_tool: str | None = None,
+        arg_pieces: int = 3,
+        usage: FakeUsage | None = None,
+        thinking: str | None = None,
+    ) -> Fault:
+        """A structured-output answer: the content is the JSON text of value.
+
+        A str is sent verbatim (so a test can send JSON that breaks its schema, or is not JSON
+        at all); anything else is dumped. as_tool: Anthropic answers with a forced tool_use
+        block of that name whose input is the object (stop_reason "tool_use"); the other
+        protocols still answer with the text.
+        """
+        text = value if isinstance(value, str) else json.dumps(value)
+        return cls(
+            "ok",
+            text=text,
+            pieces=split_evenly(text, arg_pieces),
+            usage=usage or FakeUsage(),
+            arg_pieces=arg_pieces,
+            thinking=thinking,
+            json_tool=as_tool,
+        )
+
+    @classmethod
+    def thinking_answer(
+        cls,
+        thinking: str,
+        text: str | None = None,
+        *,
+        signature: str | None = None,
+        usage: FakeUsage | None = None,
+    ) -> Fault:
+        """Reasoning, then the answer. Anthropic: a signed thinking block (thinking_delta,
+        signature_delta); Gemini: a part with "thought": true. OpenAI sends no reasoning text;
+        set usage.reasoning for completion_tokens_details.reasoning_tokens / thoughtsTokenCount.
+        """
+        return cls.ok(text, usage=usage, thinking=thinking, signature=signature)
 
     @classmethod
     def split_sse(cls, text: str | None = None) -> Fault:
@@ -175,3 +285,15 @@ class Fault:
     def stalled_stream(cls, *, after_chunks: int = 2) -> Fault:
         """Some content, then silence until the client disconnects."""
         return cls("stalled", after_chunks=after_chunks)
+
+
+def split_evenly(text: str, n: int) -> tuple[str, ...]:
+    """text in n pieces of near-equal length (fewer when text is shorter); "" gives ("",)."""
+    n = max(1, min(n, len(text)))
+    size, extra = divmod(len(text), n)
+    out, start = [], 0
+    for i in range(n):
+        end = start + size + (1 if i < extra else 0)
+        out.append(text[start:end])
+        start = end
+    return tuple(out)

@@ -11,8 +11,6 @@ from typing import Any
 from .faults import Fault
 from .http11 import LAST_CHUNK, abort_with_reset, chunk, head, wait_for_eof
 from .wire import (
-    STREAM,
-    SUCCESS_BODY,
     Reply,
     StreamParts,
     anthropic_body,
@@ -21,6 +19,7 @@ from .wire import (
     openai_body,
 )
 from .wire_errors import SOFT, error_body, stream_error_frame
+from .wire_tools import STREAM, SUCCESS_BODY
 
 SPLIT_PAUSE_S = 0.001  # between the pieces of a split stream, so they leave as separate writes
 RESET_GRACE_S = 0.02  # lets the client read the head before the reset arrives

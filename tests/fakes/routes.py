@@ -29,6 +29,30 @@ class RecordedRequest:
     fault: Fault | None = None
     disconnected: threading.Event = field(default_factory=threading.Event)  # set by hang / stalled
 
+    # --- what was asked, whatever the protocol's field names -------------------------------
+    def _get(self, key: str) -> Any:
+        return self.json.get(key) if isinstance(self.json, dict) else None
+
+    @property
+    def messages(self) -> Any:
+        """OpenAI / Anthropic messages, Gemini contents."""
+        return self._get("contents" if self.protocol == "gemini" else "messages")
+
+    @property
+    def tools(self) -> Any:
+        return self._get("tools")
+
+    @property
+    def tool_choice(self) -> Any:
+        """OpenAI / Anthropic tool_choice, Gemini toolConfig."""
+        return self._get("toolConfig" if self.protocol == "gemini" else "tool_choice")
+
+    @property
+    def output_format(self) -> Any:
+        """OpenAI response_format, Anthropic output_format, Gemini generationConfig."""
+        key = {"openai": "response_format", "anthropic": "output_format", "gemini": "generationConfig"}
+        return self._get(key.get(self.protocol or "", "response_format"))
+
 
 def route(raw: RawRequest, payload: Any) -> tuple[str | None, str | None, bool]:
     body = payload if isinstance(payload, dict) else {}

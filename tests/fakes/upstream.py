@@ -16,6 +16,11 @@ What answers a request: the first queued fault scripted for (protocol, model), t
 (any protocol, model), then (protocol, any model), then (any, any); if every queue is
 empty, the default set the same way (a Fault, or a callable taking the RecordedRequest);
 else Fault.ok(). Keep-alive is honoured and nothing sleeps unless a fault asks for it.
+
+Beyond text: Fault.tool_calls([FakeToolCall(...)]), Fault.json(value, as_tool=...) and
+Fault.thinking_answer(...) (or thinking= on ok / tool_calls) render in each protocol's own
+shape (wire_tools.py); tests/fakes/probe.py posts raw requests and reassembles streams.
+A transport fault can carry them: dataclasses.replace(Fault.tool_calls(...), kind="truncated").
 """
 
 from __future__ import annotations
@@ -266,6 +271,11 @@ class FakeUpstream:
             created=int(time.time()),
             include_usage=isinstance(options, dict) and bool(options.get("include_usage")),
             api_key=sent_key(protocol, record.headers),
+            calls=fault.calls,
+            arg_pieces=fault.arg_pieces,
+            thinking=fault.thinking,
+            signature=fault.signature,
+            json_tool=fault.json_tool,
         )
 
     async def _answer_other(self, raw: RawRequest, writer: asyncio.StreamWriter) -> bool:

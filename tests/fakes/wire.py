@@ -6,12 +6,22 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .faults import FakeUsage
+from .faults import FakeToolCall, FakeUsage
 
 FINISH = {
-    "openai": {"stop": "stop", "length": "length", "content_filter": "content_filter"},
-    "anthropic": {"stop": "end_turn", "length": "max_tokens", "content_filter": "refusal"},
-    "gemini": {"stop": "STOP", "length": "MAX_TOKENS", "content_filter": "SAFETY"},
+    "openai": {
+        "stop": "stop",
+        "length": "length",
+        "content_filter": "content_filter",
+        "tool_calls": "tool_calls",
+    },
+    "anthropic": {
+        "stop": "end_turn",
+        "length": "max_tokens",
+        "content_filter": "refusal",
+        "tool_calls": "tool_use",
+    },
+    "gemini": {"stop": "STOP", "length": "MAX_TOKENS", "content_filter": "SAFETY", "tool_calls": "STOP"},
 }
 
 
@@ -29,6 +39,12 @@ class Reply:
     created: int
     include_usage: bool = False  # OpenAI: stream_options.include_usage was asked for
     api_key: str = ""  # the key the client sent (auth errors echo it)
+    # rendered by wire_tools.py:
+    calls: tuple[FakeToolCall, ...] = ()
+    arg_pieces: int = 3
+    thinking: str | None = None
+    signature: str | None = None
+    json_tool: str | None = None
 
 
 @dataclass(slots=True)
