@@ -2,7 +2,8 @@
 
 - An attempt succeeds ("success") or fails with one failure class.
 - Error rates leave out attempts that never reached the provider or that the caller ended:
-  circuit_open (a skip, no network call) and cancelled (the caller went away). They still
+  circuit_open and capability_skipped (skips, no network call) and cancelled (the caller
+  went away). They still
   show in the attempt counts by outcome.
 - A completion is answered when its outcome is success or cache_hit.
 """
@@ -14,7 +15,7 @@ from providers.types import FailureClass
 SUCCESS = "success"
 FAILURE_CLASSES: tuple[str, ...] = tuple(c.value for c in FailureClass)
 ATTEMPT_OUTCOMES: tuple[str, ...] = (SUCCESS, *FAILURE_CLASSES)
-NOT_COUNTED_IN_ERROR_RATE = frozenset({"circuit_open", "cancelled"})
+NOT_COUNTED_IN_ERROR_RATE = frozenset({"circuit_open", "capability_skipped", "cancelled"})
 ANSWERED = frozenset({"success", "cache_hit"})
 
 OUTCOME_COLORS = {
@@ -32,6 +33,7 @@ OUTCOME_COLORS = {
     "circuit_open": "#34495e",
     "stream_interrupted": "#e84393",
     "cancelled": "#bdc3c7",
+    "capability_skipped": "#5d6d7e",
 }
 
 # For series that are not outcomes (providers, models, chains, sources): a stable palette.

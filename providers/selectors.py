@@ -12,6 +12,7 @@ from decimal import Decimal
 from django.db.models import Count, Sum
 
 from providers.engine.cost import attempt_cost
+from providers.engine.results import NO_CALL_OUTCOMES
 from providers.models import Attempt, ChainStep, Completion, FallbackChain
 from providers.services.breaker import get_breaker
 from providers.services.completions import chain_resolve
@@ -88,7 +89,7 @@ class CompletionTimeline:
         """Rows still on their way to the database (a worker's write-behind buffer)."""
         if self.completion is None:
             return True
-        called = sum(1 for a in self.attempts if a.outcome != "circuit_open")
+        called = sum(1 for a in self.attempts if a.outcome not in NO_CALL_OUTCOMES)
         return called < self.completion.attempt_count
 
 

@@ -5,13 +5,14 @@ rather than on the engine's or the services' insides.
 """
 
 from providers.engine.results import (
+    NO_CALL_OUTCOMES,
     AllProvidersFailed,
     AttemptRecord,
     Cancelled,
     EngineError,
     StreamInterrupted,
 )
-from providers.engine.types import FailureClass, Price, StreamEvent, Usage
+from providers.engine.types import FailureClass, Price, StreamEvent, ToolCall, ToolCallDelta, Usage
 from providers.services.budget import BudgetExceeded
 from providers.services.chains import ChainNotFound, LoadedChain
 from providers.services.completions import CompletionResult
@@ -20,6 +21,7 @@ from providers.services.inputs import InvalidRequest
 from providers.services.streaming import AnsweringStep, CompletionStream
 
 __all__ = [
+    "NO_CALL_OUTCOMES",
     "AllProvidersFailed",
     "AnsweringStep",
     "AttemptRecord",
@@ -36,5 +38,7 @@ __all__ = [
     "StepOutOfRange",
     "StreamEvent",
     "StreamInterrupted",
+    "ToolCall",
+    "ToolCallDelta",
     "Usage",
 ]

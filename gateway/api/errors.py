@@ -9,7 +9,6 @@ already retried and fallen back by the time it answers 502/504, so those carry
 from __future__ import annotations
 
 import logging
-from decimal import Decimal
 from typing import Any
 
 from gateway.api.http import ApiResponse, json_response
@@ -76,10 +75,16 @@ def engine_failure(exc: EngineError, chain: str) -> ApiError:
         model=None,
         fallback=False,
         attempts=exc.attempts,
-        cost_usd=sum((a.cost_usd for a in exc.attempts if a.cost_usd is not None), Decimal(0)),
+        cost_usd=exc.cost_usd,
     )
     headers = [h for h in rana_headers(meta) if h[0] not in ("x-rana-provider", "x-rana-model")]
     message = redact(str(exc))
+    if failure == "capability_skipped":
+        message = f"No step of the chain '{chain}' can serve this request. " + "; ".join(
+            f"step {a.step_position + 1} ({a.provider_name} / {a.model}): {a.error_message}"
+            for a in exc.attempts
+        )
+        return ApiError(400, message, code="unsupported_capability", headers=headers, extra={"rana": meta})
     if failure in _CALLER_FAULTS:
         return ApiError(400, message, code=failure, headers=headers, extra={"rana": meta})
     headers.append(_NO_RETRY)

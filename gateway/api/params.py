@@ -15,7 +15,19 @@ import orjson
 
 from gateway.api.errors import ApiError
 
-PARAMS = ("temperature", "top_p", "stop", "seed", "presence_penalty", "frequency_penalty", "user")
+PARAMS = (
+    "temperature",
+    "top_p",
+    "stop",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "user",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "response_format",
+)
 DEFAULT_CHAIN_NAMES = ("", "default")
 
 # Cannot change the answer (bookkeeping at OpenAI, or transport settings RANA never obeys).
@@ -24,7 +36,6 @@ IGNORED = frozenset(
         "metadata",
         "store",
         "service_tier",
-        "parallel_tool_calls",
         "safety_identifier",
         "prompt_cache_key",
         "prompt_cache_retention",
@@ -41,10 +52,7 @@ NEUTRAL: dict[str, tuple[Any, ...]] = {
     "n": (None, 1),
     "logprobs": (None, False),
     "top_logprobs": (None, 0),
-    "response_format": (None, {"type": "text"}),
-    "tools": (None, []),
-    "functions": (None, []),
-    "tool_choice": (None, "none", "auto"),
+    "functions": (None, []),  # the legacy spelling of tools: send tools instead
     "function_call": (None, "none", "auto"),
     "logit_bias": (None, {}),
     "modalities": (None, ["text"]),

@@ -12,9 +12,7 @@ import orjson
 from django.urls import reverse
 
 from providers.services import redact
-from providers.types import AttemptRecord, CompletionResult, Usage
-
-NOT_A_CALL = "circuit_open"
+from providers.types import NO_CALL_OUTCOMES, AttemptRecord, CompletionResult, Usage
 
 
 def money(value: Decimal | None) -> str:
@@ -39,7 +37,7 @@ def timeline_url(request_id: uuid.UUID | None) -> str | None:
 
 
 def calls_made(attempts: Sequence[AttemptRecord]) -> int:
-    return sum(1 for a in attempts if a.outcome != NOT_A_CALL)
+    return sum(1 for a in attempts if a.outcome not in NO_CALL_OUTCOMES)
 
 
 def attempt_json(attempt: AttemptRecord) -> dict[str, Any]:
@@ -133,6 +131,18 @@ def answer_usage(result: CompletionResult) -> Usage:
     return result.usage or Usage()
 
 
+def message_json(result: CompletionResult) -> dict[str, Any]:
+    """The answer as OpenAI's assistant message: content null when it is only tool calls."""
+    message: dict[str, Any] = {"role": "assistant", "content": result.text, "refusal": None}
+    if result.tool_calls:
+        message["content"] = result.text or None
+        message["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in result.tool_calls
+        ]
+    return message
+
+
 def completion_body(result: CompletionResult, created: int, meta: dict[str, Any]) -> bytes:
     return orjson.dumps(
         {
@@ -143,7 +153,7 @@ def completion_body(result: CompletionResult, created: int, meta: dict[str, Any]
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": result.text, "refusal": None},
+                    "message": message_json(result),
                     "logprobs": None,
                     "finish_reason": result.finish_reason or "stop",
                 }

@@ -53,6 +53,23 @@ class ChunkWriter:
             + self._tail
         )
 
+    def tool_calls(self, deltas) -> bytes:
+        """Tool-call pieces as OpenAI streams them (the first piece of a call has id and name)."""
+        pieces = []
+        for d in deltas:
+            piece: dict[str, Any] = {"index": d.index, "function": {"arguments": d.arguments}}
+            if d.id is not None:
+                piece["id"], piece["type"] = d.id, "function"
+            if d.name is not None:
+                piece["function"]["name"] = d.name
+            pieces.append(piece)
+        return self.delta({"tool_calls": pieces})
+
+    def event(self, event: StreamEvent) -> bytes:
+        """Text and/or tool-call pieces of one stream event."""
+        out = self.text(event.text) if event.text else b""
+        return out + (self.tool_calls(event.tool_calls) if event.tool_calls else b"")
+
     def final(self, choices: list[dict[str, Any]], **fields: Any) -> bytes:
         body = orjson.dumps({"choices": choices, **fields})
         return self._head[:-10] + body[1:] + b"\n\n"
@@ -99,10 +116,10 @@ async def sse_events(
     finish, usage = first.finish_reason, first.usage
     failure: EngineError | None = None
     try:
-        yield writer.delta({"role": "assistant", "content": "", "refusal": None}) + writer.text(first.text)
+        yield writer.delta({"role": "assistant", "content": "", "refusal": None}) + writer.event(first)
         async for event in completion:
-            if event.text:
-                yield writer.text(event.text)
+            if event.content:
+                yield writer.event(event)
             finish, usage = event.finish_reason or finish, event.usage or usage
     except EngineError as exc:
         failure = exc

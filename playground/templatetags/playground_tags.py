@@ -14,6 +14,7 @@ FAILURE_TONES = {
     "success": "ok",
     "cache_hit": "ok",
     "circuit_open": "skip",
+    "capability_skipped": "skip",
     "cancelled": "skip",
     "budget_blocked": "warn",
     "rate_limited": "warn",

@@ -212,7 +212,8 @@ def with_usage(exc: ProviderError, usage: Usage | None) -> ProviderError:
 
 
 class StreamState(Protocol):
-    """What one stream has said so far (per protocol): text out of each event, then the end."""
+    """What one stream has said so far (per protocol): text out of each event, then the end.
+    A protocol that streams tool calls also leaves the last event's pieces in `tool_deltas`."""
 
     usage: Usage | None
 
@@ -246,8 +247,9 @@ class HttpAdapter:
             async with open_stream(client, call) as response, aclosing(iter_sse(call, response)) as events:
                 async for event in events:
                     text = state.feed(event)
-                    if text:
-                        yield StreamEvent(text=text)
+                    tool_deltas = getattr(state, "tool_deltas", ())
+                    if text or tool_deltas:
+                        yield StreamEvent(text=text, tool_calls=tool_deltas)
         except ProviderError as exc:
             raise with_usage(exc, state.usage) from None
         yield state.final_event()

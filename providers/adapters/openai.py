@@ -20,7 +20,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from providers.engine.types import ChatRequest, ChatResponse, FailureClass, StreamEvent, Usage
+from providers.engine.types import (
+    ChatRequest,
+    ChatResponse,
+    FailureClass,
+    Message,
+    StreamEvent,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
 
 from .common import (
     HttpAdapter,
@@ -60,16 +69,62 @@ def build_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         "frequency_penalty": params.frequency_penalty,
         "user": params.user,
     }
-    body: dict[str, Any] = {
-        "model": request.model,
-        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
-    }
+    body: dict[str, Any] = {"model": request.model, "messages": [_message(m) for m in request.messages]}
     body.update({name: value for name, value in optional.items() if value is not None})
+    if params.tools:
+        body["tools"] = list(params.tools)
+        if params.tool_choice is not None:
+            body["tool_choice"] = params.tool_choice
+        if params.parallel_tool_calls is not None:
+            body["parallel_tool_calls"] = params.parallel_tool_calls
+    if params.response_format is not None:
+        body["response_format"] = params.response_format
     if stream:
         body["stream"] = True
         if request.provider.options.get("stream_usage", True):
             body["stream_options"] = {"include_usage": True}
     return body
+
+
+def _message(message: Message) -> dict[str, Any]:
+    """One message in OpenAI's shape: tool calls on an assistant turn, the call id on a tool turn."""
+    out: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        out["content"] = message.content or None
+        out["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in message.tool_calls
+        ]
+    if message.tool_call_id is not None:
+        out["tool_call_id"] = message.tool_call_id
+    return out
+
+
+def _tool_calls(raw: Any) -> tuple[ToolCall, ...]:
+    calls = []
+    for call in raw if isinstance(raw, list) else ():
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict) and function.get("name"):
+            arguments = function.get("arguments")
+            calls.append(ToolCall(str(call.get("id") or ""), str(function["name"]), str(arguments or "")))
+    return tuple(calls)
+
+
+def _tool_deltas(raw: Any) -> tuple[ToolCallDelta, ...]:
+    deltas = []
+    for piece in raw if isinstance(raw, list) else ():
+        if not isinstance(piece, dict) or not isinstance(piece.get("index", 0), int):
+            continue
+        function = piece.get("function") if isinstance(piece.get("function"), dict) else {}
+        deltas.append(
+            ToolCallDelta(
+                index=piece.get("index", 0),
+                id=piece.get("id") or None,
+                name=function.get("name") or None,
+                arguments=str(function.get("arguments") or ""),
+            )
+        )
+    return tuple(deltas)
 
 
 def classify(status: int | None, payload: Any, text: str) -> tuple[FailureClass, str]:
@@ -135,7 +190,8 @@ def parse_completion(call: UpstreamCall, data: Any, model: str) -> ChatResponse:
     finish_reason = choice.get("finish_reason")
     usage = parse_usage(data.get("usage"))
     refusal = message.get("refusal")
-    if not text and (finish_reason == "content_filter" or refusal):
+    tool_calls = _tool_calls(message.get("tool_calls"))
+    if not text and not tool_calls and (finish_reason == "content_filter" or refusal):
         reason = refusal if isinstance(refusal, str) and refusal else "finish_reason content_filter"
         raise call.error(FailureClass.CONTENT_FILTER, f"the provider refused: {reason}", usage=usage)
     return ChatResponse(
@@ -144,6 +200,7 @@ def parse_completion(call: UpstreamCall, data: Any, model: str) -> ChatResponse:
         usage=usage,
         model=str(data.get("model") or model),
         response_id=str(data.get("id") or ""),
+        tool_calls=tool_calls,
     )
 
 
@@ -157,8 +214,10 @@ class _StreamState:
         self.refused = False
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
+        self.tool_deltas: tuple[ToolCallDelta, ...] = ()  # the last event's tool-call pieces
 
     def feed(self, event: SSEEvent) -> str:
+        self.tool_deltas = ()
         data = event.data
         if self.done:
             return ""
@@ -180,8 +239,9 @@ class _StreamState:
             self.finish_reason = choice["finish_reason"]
         delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
         self.refused = self.refused or bool(delta.get("refusal"))
+        self.tool_deltas = _tool_deltas(delta.get("tool_calls"))
         text = content_text(delta.get("content"))
-        self.got_text = self.got_text or bool(text)
+        self.got_text = self.got_text or bool(text) or bool(self.tool_deltas)
         return text
 
     def final_event(self) -> StreamEvent:
@@ -195,6 +255,8 @@ class _StreamState:
 
 class OpenAIAdapter(HttpAdapter):
     """The OpenAI chat-completions protocol, registered once per kind that speaks it."""
+
+    capabilities = frozenset({"tools", "json_object", "json_schema"})  # native
 
     def __init__(self, kind: str) -> None:
         self.kind = kind

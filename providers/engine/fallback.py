@@ -63,7 +63,9 @@ T = TypeVar("T")
 AttemptFn = Callable[["Adapter", ChatRequest], Awaitable[T]]
 
 RETRYABLE = frozenset(map(FailureClass, ("server_error", "timeout", "connection_error", "bad_response")))
-NOT_REPORTED = frozenset({FailureClass.CANCELLED.value, FailureClass.CIRCUIT_OPEN.value})
+NOT_REPORTED = frozenset(
+    {FailureClass.CANCELLED.value, FailureClass.CIRCUIT_OPEN.value, FailureClass.CAPABILITY_SKIPPED.value}
+)
 
 
 @dataclass
@@ -129,6 +131,9 @@ class Walk:
         self._last_error: ProviderError | None = None
         self._pending_fallback: tuple[StepPlan, ProviderError] | None = None
         self._overflowed_window: int | None = None
+        self._needs = params.needs() | (
+            {"tools"} if any(m.tool_calls or m.role == "tool" for m in messages) else set()
+        )
 
     def remaining(self) -> float:
         return self.plan.deadline_s - (self.deps.clock.monotonic() - self._start)
@@ -142,6 +147,14 @@ class Walk:
             self._check_budget()
             if self._too_small(step):
                 log.info("step %s skipped: context window %s too small", step.position, step.context_window)
+                continue
+            missing = self._missing_capabilities(step)
+            if missing:
+                now = self.deps.clock.now()
+                reason = (
+                    f"cannot serve {' and '.join(missing)}: the {step.provider.kind} protocol lacks it here"
+                )
+                self.record(step, 0, FailureClass.CAPABILITY_SKIPPED, now, self._now(), message=reason)
                 continue
             if self.deps.is_circuit_open is not None and self._hook("is_circuit_open", step):
                 now = self.deps.clock.now()
@@ -299,8 +312,10 @@ class Walk:
     def _exhausted(self) -> AllProvidersFailed:
         if self.remaining() <= 0:
             return self._fail(FailureClass.TIMEOUT, deadline=True)
-        last = self._last_error.failure_class if self._last_error else FailureClass.CIRCUIT_OPEN
-        return self._fail(last)
+        if self._last_error is not None:
+            return self._fail(self._last_error.failure_class)
+        skipped = any(a.outcome == FailureClass.CAPABILITY_SKIPPED for a in self.attempts)
+        return self._fail(FailureClass.CAPABILITY_SKIPPED if skipped else FailureClass.CIRCUIT_OPEN)
 
     def _fail(self, failure: FailureClass, *, deadline: bool = False) -> AllProvidersFailed:
         retry_after = None
@@ -309,6 +324,13 @@ class Walk:
         return AllProvidersFailed(
             list(self.attempts), failure_class=failure, retry_after_s=retry_after, deadline_exceeded=deadline
         )
+
+    def _missing_capabilities(self, step: StepPlan) -> list[str]:
+        """What the request needs that this step's adapter cannot carry (no call is made)."""
+        if not self._needs:
+            return []
+        adapter = self.deps.adapter_for(step.provider.kind)
+        return sorted(self._needs - getattr(adapter, "capabilities", frozenset()))
 
     def _too_small(self, step: StepPlan) -> bool:
         limit = self._overflowed_window

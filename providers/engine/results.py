@@ -9,6 +9,8 @@ from decimal import Decimal
 from .types import ChatResponse, FailureClass, Usage
 
 SUCCESS = "success"
+# Attempts recorded without an upstream call (a step skipped): not counted as calls anywhere.
+NO_CALL_OUTCOMES = frozenset({"circuit_open", "capability_skipped"})
 
 
 def attempts_cost(attempts) -> Decimal:

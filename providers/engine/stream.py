@@ -33,7 +33,16 @@ import httpx
 
 from .clock import Clock
 from .results import SUCCESS, EngineResult, StreamInterrupted
-from .types import ChatRequest, ChatResponse, FailureClass, Message, ProviderError, StreamEvent, Usage
+from .types import (
+    ChatRequest,
+    ChatResponse,
+    FailureClass,
+    Message,
+    ProviderError,
+    StreamEvent,
+    ToolCall,
+    Usage,
+)
 
 if TYPE_CHECKING:
     from providers.adapters.base import Adapter
@@ -49,7 +58,7 @@ CHARS_PER_TOKEN = 4
 @dataclass(slots=True)
 class OpenedStream:
     upstream: AsyncIterator[StreamEvent]
-    head: list[StreamEvent]  # every event up to and including the first one with text
+    head: list[StreamEvent]  # every event up to and including the first one with content
     ttft_ms: float
 
 
@@ -64,7 +73,7 @@ async def open_stream(
         async with asyncio.timeout(request.timeouts.first_token_s):
             async for event in upstream:
                 head.append(event)
-                if event.text:
+                if event.content:
                     return OpenedStream(upstream, head, (clock.monotonic() - t0) * 1000)
     except TimeoutError:
         await close_quietly(upstream)
@@ -106,14 +115,24 @@ class StreamTally:
     parts: list[str] = field(default_factory=list)
     usage: Usage | None = None  # field-wise max over usage events (cumulative or split reports)
     finish_reason: str | None = None
+    calls: dict[int, list[str]] = field(default_factory=dict)  # index -> [id, name, arguments]
 
     @property
     def text(self) -> str:
         return "".join(self.parts)
 
+    @property
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        return tuple(ToolCall(*self.calls[i]) for i in sorted(self.calls))
+
     def add(self, event: StreamEvent) -> None:
         if event.text:
             self.parts.append(event.text)
+        for delta in event.tool_calls:
+            call = self.calls.setdefault(delta.index, ["", "", ""])
+            call[0] = delta.id or call[0]
+            call[1] = delta.name or call[1]
+            call[2] += delta.arguments
         if event.finish_reason:
             self.finish_reason = event.finish_reason
         if event.usage is not None:
@@ -176,7 +195,7 @@ class EngineStream:
             yield opened.head[-1]
             while (event := await self._next_event(won, tally)) is not None:
                 tally.add(event)
-                if event.text or event.finish_reason or event.usage is not None:
+                if event.content or event.finish_reason or event.usage is not None:
                     yield event
         except (GeneratorExit, asyncio.CancelledError):
             await close_quietly(opened.upstream)
@@ -193,7 +212,9 @@ class EngineStream:
             ttft_ms=opened.ttft_ms,
         )
         step = won.step
-        response = ChatResponse(tally.text, tally.finish_reason, tally.usage, step.model)
+        response = ChatResponse(
+            tally.text, tally.finish_reason, tally.usage, step.model, tool_calls=tally.tool_calls
+        )
         self.result = self._walk.result(response, step)
 
     async def _next_event(self, won: Won[OpenedStream], tally: StreamTally) -> StreamEvent | None:

@@ -25,12 +25,34 @@ class FailureClass(enum.StrEnum):
     CIRCUIT_OPEN = "circuit_open"
     STREAM_INTERRUPTED = "stream_interrupted"
     CANCELLED = "cancelled"
+    CAPABILITY_SKIPPED = "capability_skipped"  # the step cannot serve what the request needs
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One function call an assistant asked for (OpenAI's shape): arguments as JSON text."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A piece of a streamed tool call: the first piece of a call has its id and name."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    role: str  # "system" | "user" | "assistant"
+    role: str  # "system" | "user" | "assistant" | "tool"
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()  # an assistant turn that called tools
+    tool_call_id: str | None = None  # a tool turn: which call it answers
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +65,21 @@ class ChatParams:
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     user: str | None = None
+    # Function tools as OpenAI describes them ({"type": "function", "function": {...}}).
+    tools: tuple[Mapping[str, Any], ...] = ()
+    tool_choice: str | Mapping[str, Any] | None = None  # none | auto | required | one function
+    parallel_tool_calls: bool | None = None
+    response_format: Mapping[str, Any] | None = None  # {"type": text | json_object | json_schema}
+
+    def needs(self) -> frozenset[str]:
+        """The capabilities a step must have to serve these parameters."""
+        needs = set()
+        if self.tools:
+            needs.add("tools")
+        kind = (self.response_format or {}).get("type")
+        if kind in ("json_object", "json_schema"):
+            needs.add(kind)
+        return frozenset(needs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,19 +131,26 @@ class Usage:
 @dataclass(slots=True)
 class ChatResponse:
     text: str
-    finish_reason: str | None  # normalised to OpenAI's: stop | length | content_filter | ...
+    finish_reason: str | None  # normalised to OpenAI's: stop | length | content_filter | tool_calls
     usage: Usage | None
     model: str  # as the provider reported it
     response_id: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(slots=True)
 class StreamEvent:
-    """One piece of a stream: some text, and/or final usage / finish reason."""
+    """One piece of a stream: some text or tool-call pieces, and/or final usage / finish reason."""
 
     text: str = ""
     finish_reason: str | None = None
     usage: Usage | None = None
+    tool_calls: tuple[ToolCallDelta, ...] = ()
+
+    @property
+    def content(self) -> bool:
+        """Text or a tool-call piece: what counts as the first token (the commit point)."""
+        return bool(self.text or self.tool_calls)
 
 
 class ProviderError(Exception):

@@ -70,7 +70,7 @@ class CircuitBreaker:
             return False
 
     def record(self, attempt: AttemptRecord) -> None:
-        if attempt.outcome == FailureClass.CIRCUIT_OPEN:
+        if attempt.outcome in (FailureClass.CIRCUIT_OPEN, FailureClass.CAPABILITY_SKIPPED):
             return
         key = (attempt.provider_id, attempt.model)
         if attempt.injected or attempt.outcome == FailureClass.CANCELLED:

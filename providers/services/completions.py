@@ -22,7 +22,7 @@ from providers.adapters import get_adapter
 from providers.engine.fallback import EngineDeps, run
 from providers.engine.plan import StepPlan
 from providers.engine.results import AllProvidersFailed, AttemptRecord, Cancelled, EngineResult
-from providers.engine.types import ChatParams, Message, ProviderError, Usage
+from providers.engine.types import ChatParams, Message, ProviderError, ToolCall, Usage
 from providers.http_client import shared_client
 from providers.models import CompletionOutcome, FallbackChain
 from providers.models.ledger import new_request_id
@@ -59,6 +59,7 @@ class CompletionResult:
     cache_hit: bool = False
     latency_ms: float = 0.0
     chain_slug: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 async def chain_resolve(chain: ChainRef) -> LoadedChain:
@@ -111,7 +112,8 @@ async def prepare(
                 ledger, CompletionOutcome.BUDGET_BLOCKED, error_class="budget_blocked", error_message=str(exc)
             )
             raise
-    if loaded.cache_ttl_s:
+    if loaded.cache_ttl_s and not chat_params.needs() and not any(m.tool_calls for m in msgs):
+        # Cached answers are text: a request with tools or a response format is always asked.
         prepared.cache_key = response_cache.cache_key(loaded.chain_id, loaded.updated_at, msgs, chat_params)
         prepared.cached = await cache_run(response_cache.cache_get, prepared.cache_key)
     return prepared
@@ -228,6 +230,7 @@ async def record_success(prepared: Prepared, result: EngineResult) -> Completion
         unpriced=result.unpriced,
         latency_ms=ledger.elapsed_ms(),
         chain_slug=loaded.slug,
+        tool_calls=result.response.tool_calls,
     )
 
 

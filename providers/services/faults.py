@@ -130,6 +130,7 @@ class FaultyAdapter:
 
     def __init__(self, base: Adapter, specs: list[FaultSpec], counts: dict[int, int]) -> None:
         self.kind = base.kind
+        self.capabilities = getattr(base, "capabilities", frozenset())
         self._base = base
         self._specs = specs
         self._counts = counts

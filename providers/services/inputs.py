@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from providers.engine.types import ChatParams, Message
+from providers.engine.types import ChatParams, Message, ToolCall
 
-ROLES = {"system", "user", "assistant", "developer"}
+ROLES = {"system", "user", "assistant", "developer", "tool"}
+TOOL_CHOICES = {"none", "auto", "required"}
+RESPONSE_FORMATS = {"text", "json_object", "json_schema"}
 
 
 class InvalidRequest(ValueError):
@@ -36,6 +38,43 @@ def _content_text(content: Any, where: str) -> str:
     raise InvalidRequest(f"{where}.content", "must be a string or a list of text parts")
 
 
+def _tool_calls(raw: Any, where: str) -> tuple[ToolCall, ...]:
+    """An assistant turn's tool_calls (OpenAI's shape): id, function name, JSON arguments text."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise InvalidRequest(f"{where}.tool_calls", "must be a list")
+    calls = []
+    for j, call in enumerate(raw):
+        at = f"{where}.tool_calls[{j}]"
+        function = call.get("function") if isinstance(call, Mapping) else None
+        if not isinstance(function, Mapping) or not isinstance(call.get("id"), str):
+            raise InvalidRequest(at, "must have an id and a function with a name and arguments")
+        name, arguments = function.get("name"), function.get("arguments", "")
+        if not isinstance(name, str) or not name or not isinstance(arguments, str):
+            raise InvalidRequest(f"{at}.function", "needs a name and arguments as a JSON string")
+        calls.append(ToolCall(call["id"], name, arguments))
+    return tuple(calls)
+
+
+def _message(raw: Mapping[str, Any], where: str) -> Message:
+    role = raw.get("role")
+    if role not in ROLES:
+        raise InvalidRequest(f"{where}.role", f"must be one of system, user, assistant, tool (got {role!r})")
+    calls = _tool_calls(raw.get("tool_calls"), where) if role == "assistant" else ()
+    content = raw.get("content")
+    text = "" if content is None and (calls or role == "assistant") else _content_text(content, where)
+    tool_call_id = raw.get("tool_call_id")
+    if role == "tool" and (not isinstance(tool_call_id, str) or not tool_call_id):
+        raise InvalidRequest(f"{where}.tool_call_id", "a tool message must name the call it answers")
+    return Message(
+        role="system" if role == "developer" else role,
+        content=text.replace("\r\n", "\n"),
+        tool_calls=calls,
+        tool_call_id=tool_call_id if role == "tool" else None,
+    )
+
+
 def messages_normalise(messages: Sequence[Message | Mapping[str, Any]]) -> tuple[Message, ...]:
     if not isinstance(messages, Sequence) or isinstance(messages, str | bytes) or not messages:
         raise InvalidRequest("messages", "must be a non-empty list of messages")
@@ -43,15 +82,11 @@ def messages_normalise(messages: Sequence[Message | Mapping[str, Any]]) -> tuple
     for i, raw in enumerate(messages):
         where = f"messages[{i}]"
         if isinstance(raw, Message):
-            role, content = raw.role, raw.content
+            out.append(raw)
         elif isinstance(raw, Mapping):
-            role, content = raw.get("role"), _content_text(raw.get("content"), where)
+            out.append(_message(raw, where))
         else:
             raise InvalidRequest(where, "must be an object with role and content")
-        if role not in ROLES:
-            raise InvalidRequest(f"{where}.role", f"must be one of system, user, assistant (got {role!r})")
-        role = "system" if role == "developer" else role
-        out.append(Message(role=role, content=content.replace("\r\n", "\n")))
     if all(m.role == "system" for m in out):
         raise InvalidRequest("messages", "needs at least one user message")
     return tuple(out)
@@ -94,6 +129,54 @@ def _stop(value: Any) -> tuple[str, ...]:
     raise InvalidRequest("stop", "must be a string or a list of at most 4 strings")
 
 
+def _tools(value: Any) -> tuple[Mapping[str, Any], ...]:
+    if value is None or value == []:
+        return ()
+    if not isinstance(value, list):
+        raise InvalidRequest("tools", "must be a list of function tools")
+    for j, tool in enumerate(value):
+        function = tool.get("function") if isinstance(tool, Mapping) else None
+        if (
+            not isinstance(tool, Mapping)
+            or tool.get("type") != "function"
+            or not isinstance(function, Mapping)
+        ):
+            raise InvalidRequest(f"tools[{j}]", 'must be {"type": "function", "function": {...}}')
+        if not isinstance(function.get("name"), str) or not function["name"]:
+            raise InvalidRequest(f"tools[{j}].function.name", "is required")
+        if not isinstance(function.get("parameters", {}), Mapping):
+            raise InvalidRequest(f"tools[{j}].function.parameters", "must be a JSON Schema object")
+    return tuple(value)
+
+
+def _tool_choice(value: Any, tools: tuple) -> str | Mapping[str, Any] | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and value in TOOL_CHOICES:
+        return value
+    function = value.get("function") if isinstance(value, Mapping) else None
+    if isinstance(function, Mapping) and isinstance(function.get("name"), str):
+        if function["name"] not in {t["function"]["name"] for t in tools}:
+            raise InvalidRequest(
+                "tool_choice", f"names a function that is not in tools: {function['name']!r}"
+            )
+        return value
+    raise InvalidRequest("tool_choice", 'must be "none", "auto", "required" or one named function')
+
+
+def _response_format(value: Any) -> Mapping[str, Any] | None:
+    if value is None:
+        return None
+    kind = value.get("type") if isinstance(value, Mapping) else None
+    if kind not in RESPONSE_FORMATS:
+        raise InvalidRequest("response_format", "must have type text, json_object or json_schema")
+    if kind == "json_schema":
+        spec = value.get("json_schema")
+        if not isinstance(spec, Mapping) or not isinstance(spec.get("schema", {}), Mapping):
+            raise InvalidRequest("response_format.json_schema", "needs a name and a schema object")
+    return None if kind == "text" else value
+
+
 def params_normalise(params: ChatParams | Mapping[str, Any] | None) -> ChatParams:
     if params is None:
         return ChatParams()
@@ -102,6 +185,10 @@ def params_normalise(params: ChatParams | Mapping[str, Any] | None) -> ChatParam
     user = params.get("user")
     if user is not None and not isinstance(user, str):
         raise InvalidRequest("user", "must be a string")
+    parallel = params.get("parallel_tool_calls")
+    if parallel is not None and not isinstance(parallel, bool):
+        raise InvalidRequest("parallel_tool_calls", "must be true or false")
+    tools = _tools(params.get("tools"))
     return ChatParams(
         temperature=_number(params, "temperature", 0, 2),
         max_tokens=_integer(params, "max_tokens", 1, 1_000_000),
@@ -111,4 +198,8 @@ def params_normalise(params: ChatParams | Mapping[str, Any] | None) -> ChatParam
         presence_penalty=_number(params, "presence_penalty", -2, 2),
         frequency_penalty=_number(params, "frequency_penalty", -2, 2),
         user=user,
+        tools=tools,
+        tool_choice=_tool_choice(params.get("tool_choice"), tools),
+        parallel_tool_calls=parallel,
+        response_format=_response_format(params.get("response_format")),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 
+from providers.engine.results import NO_CALL_OUTCOMES
 from providers.models import Attempt, Completion
 from providers.services.recorder import ledger_flush
 
@@ -15,7 +16,7 @@ def _complete(request_id: uuid.UUID) -> bool:
     completion = Completion.objects.filter(pk=request_id).only("attempt_count").first()
     if completion is None:
         return False
-    called = Attempt.objects.filter(completion_id=request_id).exclude(outcome="circuit_open").count()
+    called = Attempt.objects.filter(completion_id=request_id).exclude(outcome__in=NO_CALL_OUTCOMES).count()
     return called >= completion.attempt_count
 
 

@@ -117,7 +117,7 @@ def test_a_streamed_fallback_shows_in_headers(gateway, fake):
     [
         (
             "full",
-            {"model": "main", "tools": [{"type": "function", "function": {"name": "f"}}]},
+            {"model": "main", "response_format": {"type": "xml"}},
             openai.BadRequestError,
             400,
         ),
@@ -225,3 +225,65 @@ async def test_the_async_sdk_works_too(gateway, fake):
         stream = await sdk.chat.completions.create(model="main", messages=HELLO, stream=True)
         chunks = [chunk async for chunk in stream]
     assert completion.choices[0].message.content and chunks[-1].choices[0].finish_reason == "stop"
+
+
+# --- tools and structured outputs, as an application's SDK code does them ------------------
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+def test_a_tool_calling_loop_through_a_fallback(gateway, fake):
+    """Call, tool result, final answer: the first step of `fallback` always fails (503)."""
+    from tests.fakes import FakeToolCall
+
+    fake.script(
+        "openai", [Fault.tool_calls([FakeToolCall("get_weather", {"city": "Paris"})])], model="backup"
+    )
+    fake.script("openai", [Fault.ok("It is 18 °C in Paris.")], model="backup")
+    sdk = client(gateway)
+    messages = [{"role": "user", "content": "Weather in Paris?"}]
+    first = sdk.chat.completions.create(model="fallback", messages=messages, tools=[WEATHER_TOOL])
+    [call] = first.choices[0].message.tool_calls
+    assert first.choices[0].finish_reason == "tool_calls" and call.function.name == "get_weather"
+    assert first.model_extra["rana"]["fallback"] is True
+    messages += [first.choices[0].message.model_dump(exclude_none=True)]
+    messages += [{"role": "tool", "tool_call_id": call.id, "content": '{"temp_c": 18}'}]
+    final = sdk.chat.completions.create(model="fallback", messages=messages, tools=[WEATHER_TOOL])
+    assert final.choices[0].message.content == "It is 18 °C in Paris."
+    sent = [r.json for r in fake.requests if r.model == "backup"][-1]["messages"]
+    assert sent[-1] == {"role": "tool", "content": '{"temp_c": 18}', "tool_call_id": call.id}
+
+
+def test_parse_with_a_pydantic_model_gives_the_parsed_object(gateway, fake):
+    from pydantic import BaseModel
+
+    class Weather(BaseModel):
+        city: str
+        temp_c: int
+
+    fake.script("openai", [Fault.json({"city": "Paris", "temp_c": 18})], model="backup")
+    completion = client(gateway).chat.completions.parse(
+        model="fallback", messages=[{"role": "user", "content": "Weather?"}], response_format=Weather
+    )
+    assert completion.choices[0].message.parsed == Weather(city="Paris", temp_c=18)
+    sent = [r.json for r in fake.requests if r.model == "backup"][-1]
+    assert sent["response_format"]["type"] == "json_schema"
+
+
+def test_the_sdk_stream_helper_reassembles_streamed_tool_calls(gateway, fake):
+    from tests.fakes import FakeToolCall
+
+    calls = [FakeToolCall("get_weather", {"city": "Paris"}), FakeToolCall("get_weather", {"city": "Lyon"})]
+    fake.script("openai", [Fault.tool_calls(calls, arg_pieces=5)], model="backup")
+    with client(gateway).chat.completions.stream(
+        model="fallback", messages=[{"role": "user", "content": "Weather?"}], tools=[WEATHER_TOOL]
+    ) as stream:
+        final = stream.get_final_completion()
+    got = [(c.function.name, c.function.arguments) for c in final.choices[0].message.tool_calls]
+    assert got == [("get_weather", c.arguments) for c in calls]
+    assert final.choices[0].finish_reason == "tool_calls"
