@@ -1,7 +1,8 @@
 """Anthropic Messages API: POST {base_url}/v1/messages.
 
 Request shape: system messages are joined into the top-level `system`; the rest are merged
-so consecutive messages of one role become one turn (user/assistant alternate). A
+so consecutive messages of one role become one turn (user/assistant alternate). Tools, tool
+calls and tool results are translated by anthropic_tools. A
 conversation that starts with an assistant turn is sent as it is: the API decides.
 `max_tokens` is required by the API: the request's, else the provider option
 `max_tokens`, else 4096.
@@ -21,8 +22,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from providers.engine.types import ChatRequest, ChatResponse, FailureClass, StreamEvent, Usage
+from providers.engine.types import ChatRequest, ChatResponse, FailureClass, StreamEvent, ToolCallDelta, Usage
 
+from .anthropic_tools import ToolStream, parse_tool_calls, tool_fields, tool_messages, uses_tools
 from .common import (
     HttpAdapter,
     UpstreamCall,
@@ -71,11 +73,16 @@ def _max_tokens(request: ChatRequest) -> int:
 
 def build_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
     params = request.params
-    system, turns = merge_turns(request.messages, assistant_role="assistant")
+    if uses_tools(request.messages, params):
+        system, messages = tool_messages(request.messages)
+    else:
+        system, turns = merge_turns(request.messages, assistant_role="assistant")
+        messages = [{"role": role, "content": text} for role, text in turns]
     body: dict[str, Any] = {
         "model": request.model,
         "max_tokens": _max_tokens(request),
-        "messages": [{"role": role, "content": text} for role, text in turns],
+        "messages": messages,
+        **tool_fields(params),
     }
     optional = {
         "system": system or None,
@@ -147,6 +154,7 @@ def parse_message(call: UpstreamCall, data: Any, model: str) -> ChatResponse:
         usage=usage,
         model=str(data.get("model") or model),
         response_id=str(data.get("id") or ""),
+        tool_calls=parse_tool_calls(content),
     )
 
 
@@ -159,6 +167,8 @@ class _StreamState:
         self.got_text = False
         self.stop_reason: str | None = None
         self._usage: dict[str, Any] = {}
+        self.tools = ToolStream()
+        self.tool_deltas: tuple[ToolCallDelta, ...] = ()  # the last event's tool-call pieces
 
     @property
     def usage(self) -> Usage | None:
@@ -169,6 +179,7 @@ class _StreamState:
             self._usage.update({k: v for k, v in raw.items() if v is not None})
 
     def feed(self, event: SSEEvent) -> str:
+        self.tool_deltas = ()
         if self.done:
             return ""
         payload = parse_json(self.call, event.data, what="stream event")
@@ -187,7 +198,11 @@ class _StreamState:
             self.done = True
         elif kind in ("content_block_start", "content_block_delta"):
             block = payload.get("content_block" if kind == "content_block_start" else "delta")
-            if isinstance(block, dict) and block.get("type") in ("text", "text_delta"):
+            if isinstance(block, dict) and block.get("type") in ("tool_use", "input_json_delta"):
+                opened = kind == "content_block_start"
+                self.tool_deltas = (self.tools.start if opened else self.tools.delta)(payload, block)
+                self.got_text = self.got_text or bool(self.tool_deltas)
+            elif isinstance(block, dict) and block.get("type") in ("text", "text_delta"):
                 text = block.get("text")
                 if isinstance(text, str) and text:
                     self.got_text = True
@@ -205,6 +220,7 @@ class _StreamState:
 
 class AnthropicAdapter(HttpAdapter):
     kind = "anthropic"
+    capabilities = frozenset({"tools"})  # JSON output and images: not translated yet
 
     def call_for(self, request: ChatRequest, *, stream: bool) -> UpstreamCall:
         api_key = request.provider.api_key

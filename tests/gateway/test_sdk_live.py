@@ -287,3 +287,46 @@ def test_the_sdk_stream_helper_reassembles_streamed_tool_calls(gateway, fake):
     got = [(c.function.name, c.function.arguments) for c in final.choices[0].message.tool_calls]
     assert got == [("get_weather", c.arguments) for c in calls]
     assert final.choices[0].finish_reason == "tool_calls"
+
+
+CLAUDE_CHAIN = """
+from providers.models import ChainStep, FallbackChain, Provider
+fake = Provider.objects.get(name="fake")
+claude = Provider(name="claude", kind="anthropic", base_url={base!r})
+claude.set_api_key("sk-ant-" + "k" * 30)
+claude.save()
+chain = FallbackChain.objects.create(name="To Claude", slug="to-claude", default_retries=0)
+ChainStep.objects.create(chain=chain, position=0, provider=fake, model="broken")
+ChainStep.objects.create(chain=chain, position=1, provider=claude, model="claude-x")
+"""
+
+
+@pytest.fixture(scope="module")
+def to_claude(live) -> str:
+    gateway, fake = live
+    done = gateway.manage("shell", "-c", CLAUDE_CHAIN.format(base=fake.base_url_for("anthropic")))
+    assert done.returncode == 0, done.stderr
+    return "to-claude"
+
+
+def test_a_tool_calling_loop_falls_back_from_openai_to_anthropic(gateway, fake, to_claude):
+    """The OpenAI-kind step fails (503); the Anthropic step answers the same SDK code."""
+    from tests.fakes import FakeToolCall
+
+    fake.script("anthropic", [Fault.tool_calls([FakeToolCall("get_weather", {"city": "Paris"})])])
+    fake.script("anthropic", [Fault.ok("It is 18 °C in Paris.")])
+    sdk = client(gateway)
+    messages = [{"role": "user", "content": "Weather in Paris?"}]
+    first = sdk.chat.completions.create(model=to_claude, messages=messages, tools=[WEATHER_TOOL])
+    [call] = first.choices[0].message.tool_calls
+    assert call.function.name == "get_weather" and first.model_extra["rana"]["fallback"] is True
+    messages += [first.choices[0].message.model_dump(exclude_none=True)]
+    messages += [{"role": "tool", "tool_call_id": call.id, "content": '{"temp_c": 18}'}]
+    final = sdk.chat.completions.create(model=to_claude, messages=messages, tools=[WEATHER_TOOL])
+    assert final.choices[0].message.content == "It is 18 °C in Paris."
+    sent = [r.json for r in fake.requests if r.path == "/v1/messages"][-1]["messages"]
+    assert sent[-1]["content"][0] == {
+        "type": "tool_result",
+        "tool_use_id": call.id,
+        "content": '{"temp_c": 18}',
+    }

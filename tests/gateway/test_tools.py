@@ -33,6 +33,14 @@ def body(**fields) -> dict:
 
 
 @pytest.fixture
+def gemini_provider(upstream) -> Provider:
+    provider = Provider(name="gem", kind="gemini", base_url=upstream.base_url_for("gemini"))
+    provider.set_api_key("AIza" + "g" * 35)
+    provider.save()
+    return provider
+
+
+@pytest.fixture
 def anthropic_provider(upstream) -> Provider:
     provider = Provider(name="claude", kind="anthropic", base_url=upstream.base_url_for("anthropic"))
     provider.set_api_key("sk-ant-" + "k" * 30)
@@ -104,9 +112,9 @@ async def test_streamed_tool_calls_are_relayed_as_openai_deltas(api, api_key, up
 
 
 async def test_a_step_that_cannot_carry_tools_is_skipped_without_a_call(
-    api, api_key, upstream, provider, anthropic_provider
+    api, api_key, upstream, provider, gemini_provider
 ):
-    chain = await sync_to_async(make_chain)("mixed", ["claude-x"], anthropic_provider)
+    chain = await sync_to_async(make_chain)("mixed", ["gemini-x"], gemini_provider)
     await ChainStep.objects.acreate(chain=chain, position=1, provider=provider, model="backup")
     upstream.script("openai", [Fault.tool_calls([CALL])], model="backup")
     response = await api.post(URL, json=body(model="mixed"), headers=auth(api_key))
@@ -114,21 +122,100 @@ async def test_a_step_that_cannot_carry_tools_is_skipped_without_a_call(
     attempts = response.json()["rana"]["attempts"]
     assert [a["outcome"] for a in attempts] == ["capability_skipped", "success"]
     assert "tools" in attempts[0]["error"] and response.headers["x-rana-attempts"] == "1"
-    assert [r.path for r in upstream.requests] == ["/v1/chat/completions"]  # nothing to Anthropic
+    assert [r.path for r in upstream.requests] == ["/v1/chat/completions"]  # nothing to Gemini
     skipped = await Attempt.objects.aget(outcome="capability_skipped")
-    assert skipped.provider_name == "claude" and "tools" in skipped.error_message
+    assert skipped.provider_name == "gem" and "tools" in skipped.error_message
 
 
 async def test_a_chain_with_no_step_that_can_is_a_400_naming_the_capability(
-    api, api_key, upstream, anthropic_provider
+    api, api_key, upstream, gemini_provider, anthropic_provider
 ):
-    await sync_to_async(make_chain)("claude-only", ["claude-x"], anthropic_provider)
-    response = await api.post(URL, json=body(model="claude-only"), headers=auth(api_key))
+    await sync_to_async(make_chain)("gemini-only", ["gemini-x"], gemini_provider)
+    response = await api.post(URL, json=body(model="gemini-only"), headers=auth(api_key))
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["code"] == "unsupported_capability" and "tools" in error["message"]
-    assert "step 1 (claude / claude-x)" in error["message"] and STORED_KEY not in response.text
+    assert "step 1 (gem / gemini-x)" in error["message"] and STORED_KEY not in response.text
+    await sync_to_async(make_chain)("claude-only", ["claude-x"], anthropic_provider)
+    schema = {"type": "json_schema", "json_schema": {"name": "w", "schema": {"type": "object"}}}
+    response = await api.post(
+        URL, json=body(model="claude-only", response_format=schema), headers=auth(api_key)
+    )
+    assert response.status_code == 400 and "json_schema" in response.json()["error"]["message"]
     assert upstream.requests == []
+
+
+# --- Anthropic: tools translated to and from the Messages format -------------------------
+@pytest.fixture
+async def claude(anthropic_provider):
+    await sync_to_async(make_chain)("claude-only", ["claude-x"], anthropic_provider)
+
+
+async def test_anthropic_tool_use_comes_back_as_openai_tool_calls(api, api_key, upstream, claude):
+    upstream.script("anthropic", [Fault.tool_calls([CALL], text="Let me look.")], model="claude-x")
+    response = await api.post(
+        URL,
+        json=body(model="claude-only", tool_choice="required", parallel_tool_calls=False),
+        headers=auth(api_key),
+    )
+    assert response.status_code == 200, response.text
+    choice = response.json()["choices"][0]
+    assert choice["finish_reason"] == "tool_calls" and choice["message"]["content"] == "Let me look."
+    [call] = choice["message"]["tool_calls"]
+    assert (call["id"], call["function"]["name"]) == ("call_w1", "get_weather")
+    assert json.loads(call["function"]["arguments"]) == {"city": "Paris"}
+    sent = upstream.requests[0].json
+    assert sent["tools"] == [
+        {"name": "get_weather", "input_schema": WEATHER_TOOL["function"]["parameters"],
+         "description": "The weather in a city"}
+    ]  # fmt: skip
+    assert sent["tool_choice"] == {"type": "any", "disable_parallel_tool_use": True}
+
+
+async def test_anthropic_streamed_tool_use_is_relayed_as_openai_deltas(api, api_key, upstream, claude):
+    second = FakeToolCall("get_weather", {"city": "Lyon"}, id="call_w2")
+    upstream.script("anthropic", [Fault.tool_calls([CALL, second], arg_pieces=4)], model="claude-x")
+    response = await api.post(URL, json=body(model="claude-only", stream=True), headers=auth(api_key))
+    assert response.status_code == 200
+    calls: dict[int, dict] = {}
+    finish = None
+    for chunk in sse_json(response.content):
+        for choice in chunk.get("choices", []):
+            finish = choice["finish_reason"] or finish
+            for piece in choice["delta"].get("tool_calls", []):
+                call = calls.setdefault(piece["index"], {"id": None, "name": "", "arguments": ""})
+                call["id"] = piece.get("id") or call["id"]
+                call["name"] += piece["function"].get("name", "")
+                call["arguments"] += piece["function"]["arguments"]
+    assert finish == "tool_calls"
+    assert [(c["id"], json.loads(c["arguments"])) for c in calls.values()] == [
+        ("call_w1", {"city": "Paris"}),
+        ("call_w2", {"city": "Lyon"}),
+    ]
+
+
+async def test_tool_results_reach_anthropic_as_tool_result_blocks_in_one_user_turn(
+    api, api_key, upstream, claude
+):
+    call = {"type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}
+    turns = [
+        *ASK,
+        {"role": "assistant", "content": None,
+         "tool_calls": [{"id": "toolu_1", **call}, {"id": "toolu_2", **call}]},
+        {"role": "tool", "tool_call_id": "toolu_1", "content": "18"},
+        {"role": "tool", "tool_call_id": "toolu_2", "content": "19"},
+    ]  # fmt: skip
+    upstream.script("anthropic", [Fault.ok("Both 18 and 19.")], model="claude-x")
+    response = await api.post(URL, json=body(model="claude-only", messages=turns), headers=auth(api_key))
+    assert response.json()["choices"][0]["message"]["content"] == "Both 18 and 19."
+    sent = upstream.requests[0].json["messages"]
+    assert [t["role"] for t in sent] == ["user", "assistant", "user"]
+    assert [b["type"] for b in sent[1]["content"]] == ["tool_use", "tool_use"]
+    assert sent[1]["content"][0]["input"] == {"city": "Paris"}
+    assert sent[2]["content"] == [
+        {"type": "tool_result", "tool_use_id": "toolu_1", "content": "18"},
+        {"type": "tool_result", "tool_use_id": "toolu_2", "content": "19"},
+    ]
 
 
 async def test_a_json_schema_response_format_is_passed_through(api, api_key, upstream):
