@@ -28,6 +28,21 @@ ASK = [{"role": "user", "content": "Weather in Paris?"}]
 CALL = FakeToolCall("get_weather", {"city": "Paris"}, id="call_w1")
 
 
+def reassembled(stream: bytes) -> tuple[dict[int, dict], str | None]:
+    """Streamed tool-call deltas put back together, as an SDK does: by index."""
+    calls: dict[int, dict] = {}
+    finish = None
+    for chunk in sse_json(stream):
+        for choice in chunk.get("choices", []):
+            finish = choice["finish_reason"] or finish
+            for piece in choice["delta"].get("tool_calls", []):
+                call = calls.setdefault(piece["index"], {"id": None, "name": "", "arguments": ""})
+                call["id"] = piece.get("id") or call["id"]
+                call["name"] += piece["function"].get("name", "")
+                call["arguments"] += piece["function"]["arguments"]
+    return calls, finish
+
+
 def body(**fields) -> dict:
     return {"model": "main", "messages": ASK, "tools": [WEATHER_TOOL], **fields}
 
@@ -92,18 +107,7 @@ async def test_streamed_tool_calls_are_relayed_as_openai_deltas(api, api_key, up
     upstream.script("openai", [Fault.tool_calls([CALL, second], arg_pieces=4)], model="primary")
     response = await api.post(URL, json=body(stream=True), headers=auth(api_key))
     assert response.status_code == 200
-    calls: dict[int, dict] = {}
-    finish = None
-    for chunk in sse_json(response.content):
-        if not chunk.get("choices"):
-            continue
-        choice = chunk["choices"][0]
-        finish = choice["finish_reason"] or finish
-        for piece in choice["delta"].get("tool_calls", []):
-            call = calls.setdefault(piece["index"], {"id": None, "name": "", "arguments": ""})
-            call["id"] = piece.get("id") or call["id"]
-            call["name"] += piece["function"].get("name", "")
-            call["arguments"] += piece["function"]["arguments"]
+    calls, finish = reassembled(response.content)
     assert finish == "tool_calls"
     assert [(c["id"], c["name"], json.loads(c["arguments"])) for c in calls.values()] == [
         ("call_w1", "get_weather", {"city": "Paris"}),
@@ -177,16 +181,7 @@ async def test_anthropic_streamed_tool_use_is_relayed_as_openai_deltas(api, api_
     upstream.script("anthropic", [Fault.tool_calls([CALL, second], arg_pieces=4)], model="claude-x")
     response = await api.post(URL, json=body(model="claude-only", stream=True), headers=auth(api_key))
     assert response.status_code == 200
-    calls: dict[int, dict] = {}
-    finish = None
-    for chunk in sse_json(response.content):
-        for choice in chunk.get("choices", []):
-            finish = choice["finish_reason"] or finish
-            for piece in choice["delta"].get("tool_calls", []):
-                call = calls.setdefault(piece["index"], {"id": None, "name": "", "arguments": ""})
-                call["id"] = piece.get("id") or call["id"]
-                call["name"] += piece["function"].get("name", "")
-                call["arguments"] += piece["function"]["arguments"]
+    calls, finish = reassembled(response.content)
     assert finish == "tool_calls"
     assert [(c["id"], json.loads(c["arguments"])) for c in calls.values()] == [
         ("call_w1", {"city": "Paris"}),
