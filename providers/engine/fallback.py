@@ -51,6 +51,7 @@ from .types import (
     Timeouts,
     Usage,
 )
+from .validation import answer_problem
 
 if TYPE_CHECKING:
     from providers.adapters.base import Adapter
@@ -97,8 +98,12 @@ async def run(
     """One non-streaming request through the chain. Raises AllProvidersFailed."""
     walk = Walk(plan, messages, params, deps)
 
-    def complete(adapter: Adapter, request: ChatRequest) -> Awaitable[ChatResponse]:
-        return adapter.complete(request, deps.client)  # type: ignore[arg-type]
+    async def complete(adapter: Adapter, request: ChatRequest) -> ChatResponse:
+        response = await adapter.complete(request, deps.client)  # type: ignore[arg-type]
+        problem = answer_problem(response, params)
+        if problem is not None:
+            raise ProviderError(FailureClass.BAD_RESPONSE, problem, usage=response.usage)
+        return response
 
     won = await walk.walk(complete)
     response = won.value

@@ -224,3 +224,19 @@ async def test_a_json_schema_response_format_is_passed_through(api, api_key, ups
     )
     assert json.loads(response.json()["choices"][0]["message"]["content"]) == {"city": "Paris", "temp_c": 18}
     assert upstream.requests[0].json["response_format"] == schema
+
+
+async def test_an_answer_that_breaks_the_schema_falls_back(api, api_key, upstream):
+    schema = {
+        "type": "json_schema",
+        "json_schema": {"name": "w", "schema": {"type": "object", "required": ["temp_c"]}},
+    }
+    upstream.script("openai", [Fault.json({"city": "Paris"})], model="primary")
+    upstream.script("openai", [Fault.json({"temp_c": 18})], model="backup")
+    response = await api.post(
+        URL, json={"model": "main", "messages": ASK, "response_format": schema}, headers=auth(api_key)
+    )
+    assert json.loads(response.json()["choices"][0]["message"]["content"]) == {"temp_c": 18}
+    attempts = response.json()["rana"]["attempts"]
+    assert [a["outcome"] for a in attempts] == ["bad_response", "success"]
+    assert "schema" in attempts[0]["error"] and response.headers["x-rana-fallback"] == "true"

@@ -1,0 +1,56 @@
+"""Is an answer what the request asked for? A tool call's arguments must be a JSON object, and
+with a JSON response format the text must be JSON (matching the schema for json_schema).
+
+An answer that is not is a bad_response: the engine retries the step or moves to the next one
+like after any other bad answer, so a caller never receives a "success" that breaks its schema.
+Streams are committed at their first token, before the whole answer exists: they are not
+validated here.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from jsonschema import validators
+from jsonschema.exceptions import SchemaError
+
+from .types import ChatParams, ChatResponse
+
+
+def _json(text: str) -> tuple[bool, Any]:
+    try:
+        return True, json.loads(text)
+    except ValueError:
+        return False, None
+
+
+def _schema_problem(value: Any, schema: dict[str, Any]) -> str | None:
+    try:
+        validator_class = validators.validator_for(schema)
+        validator_class.check_schema(schema)
+    except SchemaError:
+        return None  # the caller's schema is not one we can check: the provider had it as sent
+    error = next(iter(validator_class(schema).iter_errors(value)), None)
+    if error is None:
+        return None
+    where = "/".join(str(p) for p in error.absolute_path) or "(the root)"
+    return f"the answer breaks the response schema at {where}: {error.message[:200]}"
+
+
+def answer_problem(response: ChatResponse, params: ChatParams) -> str | None:
+    """Why the answer does not serve the request, or None when it does."""
+    for call in response.tool_calls:
+        ok, value = _json(call.arguments or "{}")
+        if not ok or not isinstance(value, dict):
+            return f"tool call {call.name!r} has arguments that are not a JSON object"
+    kind = (params.response_format or {}).get("type")
+    if kind not in ("json_object", "json_schema") or response.tool_calls:
+        return None
+    ok, value = _json(response.text)
+    if not ok:
+        return "the answer is not valid JSON, though a JSON response format was asked for"
+    if kind == "json_object":
+        return None if isinstance(value, dict) else "the answer is not a JSON object (json_object was asked)"
+    schema = (params.response_format.get("json_schema") or {}).get("schema")
+    return _schema_problem(value, schema) if isinstance(schema, dict) else None
