@@ -8,8 +8,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET
 
-from providers.selectors import completion_timeline
-from providers.services import ledger_await
+from providers.services import completion_timeline_await
 
 
 @require_GET
@@ -27,8 +26,7 @@ def completion_lookup(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def completion_detail(request: HttpRequest, request_id: uuid.UUID) -> HttpResponse:
-    ledger_await(request_id=request_id)
-    timeline = completion_timeline(request_id=request_id)
+    timeline = completion_timeline_await(request_id=request_id)
     if timeline is None:
         raise Http404("No completion with this request id (yet).")
     context = {

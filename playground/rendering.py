@@ -7,8 +7,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 
-from providers.selectors import completion_timeline
-from providers.services import ledger_await
+from providers.services import completion_timeline_await
 from rana_site import htmx
 
 from .models import PlaygroundRun
@@ -30,8 +29,7 @@ def turn(run: PlaygroundRun) -> dict[str, Any]:
     rows waited for first, since they are written behind the answer, maybe by another worker)."""
     timeline = None
     if run.finished and run.completion_id is not None:
-        ledger_await(request_id=run.completion_id)
-        timeline = completion_timeline(request_id=run.completion_id)
+        timeline = completion_timeline_await(request_id=run.completion_id)
     return {"run": run, "timeline": timeline}
 
 

@@ -11,7 +11,7 @@ from providers.services.completions import complete, complete_sync
 from providers.services.faults import FAULT_CHOICES, STREAM_CUT, FaultSpec
 from providers.services.inputs import params_normalise
 from providers.services.ledger import Caller
-from providers.services.ledger_wait import ledger_await
+from providers.services.ledger_wait import completion_timeline_await, ledger_await
 from providers.services.lifecycle import service_shutdown, service_start
 from providers.services.prices import prices_load
 from providers.services.recorder import ActivityWindow, ledger_batch, ledger_flush
@@ -39,6 +39,7 @@ __all__ = [
     "SimRequest",
     "complete",
     "complete_sync",
+    "completion_timeline_await",
     "ledger_await",
     "ledger_batch",
     "ledger_flush",
