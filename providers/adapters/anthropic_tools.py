@@ -19,6 +19,8 @@ from typing import Any
 
 from providers.engine.types import ChatParams, Message, ToolCall, ToolCallDelta
 
+from .common import group_turns
+
 _CHOICES = {"auto": "auto", "required": "any", "none": "none"}
 
 
@@ -34,32 +36,22 @@ def _arguments(text: str) -> Any:
     return value if isinstance(value, dict) else {}
 
 
-def _blocks(message: Message) -> tuple[str, list[dict[str, Any]]]:
+def _blocks(message: Message) -> list[dict[str, Any]]:
     if message.role == "tool":
-        result = {"type": "tool_result", "tool_use_id": message.tool_call_id, "content": message.content}
-        return "user", [result]
+        return [{"type": "tool_result", "tool_use_id": message.tool_call_id, "content": message.content}]
     blocks: list[dict[str, Any]] = [{"type": "text", "text": message.content}] if message.content else []
     for call in message.tool_calls:
-        blocks.append(
-            {"type": "tool_use", "id": call.id, "name": call.name, "input": _arguments(call.arguments)}
-        )
-    return ("assistant" if message.role == "assistant" else "user"), blocks
+        input_ = _arguments(call.arguments)
+        blocks.append({"type": "tool_use", "id": call.id, "name": call.name, "input": input_})
+    return blocks
 
 
 def tool_messages(messages: tuple[Message, ...]) -> tuple[str, list[dict[str, Any]]]:
     """(system text, turns of content blocks), consecutive turns of one role merged."""
-    system: list[str] = []
-    turns: list[dict[str, Any]] = []
-    for message in messages:
-        if message.role == "system":
-            system.append(message.content)
-            continue
-        role, blocks = _blocks(message)
-        if turns and turns[-1]["role"] == role:
-            turns[-1]["content"].extend(blocks)
-        else:
-            turns.append({"role": role, "content": blocks})
-    return "\n\n".join(system), turns
+    system, turns = group_turns(messages, assistant_role="assistant")
+    return system, [
+        {"role": role, "content": [block for m in group for block in _blocks(m)]} for role, group in turns
+    ]
 
 
 def tool_fields(params: ChatParams) -> dict[str, Any]:

@@ -61,24 +61,30 @@ def timeout_for(request: ChatRequest) -> httpx.Timeout:
     return httpx.Timeout(connect=t.connect_s, read=t.read_s, write=t.read_s, pool=t.connect_s)
 
 
-def merge_turns(messages: Iterable[Message], *, assistant_role: str) -> tuple[str, list[tuple[str, str]]]:
-    """System text (joined) and the other messages as alternating (role, text) turns.
-
-    Consecutive messages of one role are joined with a blank line; any role other than
-    "assistant" is sent as the user's.
-    """
+def group_turns(
+    messages: Iterable[Message], *, assistant_role: str
+) -> tuple[str, list[tuple[str, list[Message]]]]:
+    """System text (joined) and the other messages grouped into alternating (role, messages)
+    turns: consecutive messages of one role share a turn; any role other than "assistant"
+    (user, tool) is the user's."""
     system: list[str] = []
-    turns: list[tuple[str, str]] = []
+    turns: list[tuple[str, list[Message]]] = []
     for message in messages:
         if message.role == "system":
             system.append(message.content)
             continue
         role = assistant_role if message.role == "assistant" else "user"
         if turns and turns[-1][0] == role:
-            turns[-1] = (role, f"{turns[-1][1]}\n\n{message.content}")
+            turns[-1][1].append(message)
         else:
-            turns.append((role, message.content))
+            turns.append((role, [message]))
     return "\n\n".join(system), turns
+
+
+def merge_turns(messages: Iterable[Message], *, assistant_role: str) -> tuple[str, list[tuple[str, str]]]:
+    """System text and alternating (role, text) turns, a turn's messages joined with a blank line."""
+    system, turns = group_turns(messages, assistant_role=assistant_role)
+    return system, [(role, "\n\n".join(m.content for m in group)) for role, group in turns]
 
 
 def count(value: Any) -> int:
