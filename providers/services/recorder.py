@@ -248,7 +248,6 @@ class BufferedRecorder:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._thread: threading.Thread | None = None
-        self._stopping = False
         self._hurry = threading.Event()  # set by flush(): write what has gathered now
         # Written rows the listeners have not heard of yet (writer thread only).
         self._unannounced = Written([], [])

@@ -47,20 +47,21 @@ def body(**fields) -> dict:
     return {"model": "main", "messages": ASK, "tools": [WEATHER_TOOL], **fields}
 
 
-@pytest.fixture
-def gemini_provider(upstream) -> Provider:
-    provider = Provider(name="gem", kind="gemini", base_url=upstream.base_url_for("gemini"))
-    provider.set_api_key("AIza" + "g" * 35)
+def provider_on_the_fake(upstream, *, name: str, kind: str, key: str) -> Provider:
+    provider = Provider(name=name, kind=kind, base_url=upstream.base_url_for(kind))
+    provider.set_api_key(key)
     provider.save()
     return provider
+
+
+@pytest.fixture
+def gemini_provider(upstream) -> Provider:
+    return provider_on_the_fake(upstream, name="gem", kind="gemini", key="AIza" + "g" * 35)
 
 
 @pytest.fixture
 def anthropic_provider(upstream) -> Provider:
-    provider = Provider(name="claude", kind="anthropic", base_url=upstream.base_url_for("anthropic"))
-    provider.set_api_key("sk-ant-" + "k" * 30)
-    provider.save()
-    return provider
+    return provider_on_the_fake(upstream, name="claude", kind="anthropic", key="sk-ant-" + "k" * 30)
 
 
 async def test_a_tool_call_comes_back_in_openais_shape(api, api_key, upstream):
