@@ -265,22 +265,43 @@ def build_client(*, allowed_hosts: Iterable[str], max_connections: int = 500) ->
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
     weakref.WeakKeyDictionary()
 )
+_image_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _client_for_loop(
+    clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient],
+    allowed_hosts: Iterable[str],
+    max_connections: int,
+) -> httpx.AsyncClient:
+    loop = asyncio.get_running_loop()
+    client = clients.get(loop)
+    if client is None or client.is_closed:
+        client = build_client(allowed_hosts=allowed_hosts, max_connections=max_connections)
+        clients[loop] = client
+    return client
 
 
 def shared_client() -> httpx.AsyncClient:
     """The process's client for the running event loop (clients cannot cross loops)."""
     from django.conf import settings
 
-    loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
-    if client is None or client.is_closed:
-        client = build_client(allowed_hosts=settings.RANA_ALLOWED_UPSTREAM_HOSTS)
-        _clients[loop] = client
-    return client
+    return _client_for_loop(_clients, settings.RANA_ALLOWED_UPSTREAM_HOSTS, 500)
+
+
+def image_client() -> httpx.AsyncClient:
+    """The client that fetches images callers sent by URL: the same guard, but its own
+    allowlist (RANA_ALLOWED_IMAGE_HOSTS), since callers, not operators, choose these URLs."""
+    from django.conf import settings
+
+    return _client_for_loop(_image_clients, settings.RANA_ALLOWED_IMAGE_HOSTS, 50)
 
 
 async def shared_client_close() -> None:
-    """Close the running loop's client (ASGI lifespan shutdown)."""
-    client = _clients.pop(asyncio.get_running_loop(), None)
-    if client is not None:
-        await client.aclose()
+    """Close the running loop's clients (ASGI lifespan shutdown)."""
+    loop = asyncio.get_running_loop()
+    for clients in (_clients, _image_clients):
+        client = clients.pop(loop, None)
+        if client is not None:
+            await client.aclose()

@@ -58,6 +58,11 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 # Upstream hosts that may resolve to private/loopback addresses (local models, test fakes).
 RANA_ALLOWED_UPSTREAM_HOSTS = env.list("RANA_ALLOWED_UPSTREAM_HOSTS", default=[])
+# Images callers send by URL: hosts that may be private (never inherited from the upstream list,
+# since callers, not operators, choose image URLs), the largest image, and how long a fetch may take.
+RANA_ALLOWED_IMAGE_HOSTS = env.list("RANA_ALLOWED_IMAGE_HOSTS", default=[])
+RANA_IMAGE_MAX_BYTES = env.int("RANA_IMAGE_MAX_BYTES", default=5 * 1024 * 1024)
+RANA_IMAGE_FETCH_TIMEOUT_S = env.float("RANA_IMAGE_FETCH_TIMEOUT_S", default=10.0)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

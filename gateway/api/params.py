@@ -27,6 +27,9 @@ PARAMS = (
     "tool_choice",
     "parallel_tool_calls",
     "response_format",
+    "reasoning_effort",
+    "functions",
+    "function_call",
 )
 DEFAULT_CHAIN_NAMES = ("", "default")
 
@@ -52,14 +55,11 @@ NEUTRAL: dict[str, tuple[Any, ...]] = {
     "n": (None, 1),
     "logprobs": (None, False),
     "top_logprobs": (None, 0),
-    "functions": (None, []),  # the legacy spelling of tools: send tools instead
-    "function_call": (None, "none", "auto"),
     "logit_bias": (None, {}),
     "modalities": (None, ["text"]),
     "audio": (None,),
     "prediction": (None,),
     "web_search_options": (None,),
-    "reasoning_effort": (None,),
     "verbosity": (None,),
 }
 KNOWN = frozenset({"model", "messages", "max_tokens", "max_completion_tokens", "stream", "stream_options"})
@@ -72,6 +72,7 @@ class ChatCall:
     params: dict[str, Any]
     stream: bool
     include_usage: bool
+    legacy_functions: bool = False  # asked with `functions`: answer with `function_call`
 
 
 def _unsupported(name: str) -> ApiError:
@@ -137,4 +138,5 @@ def chat_call_parse(body: bytes) -> ChatCall:
     if messages is None:
         raise ApiError(400, "Missing required parameter: 'messages'.", param="messages")
     stream, include_usage = _stream(data)
-    return ChatCall(_chain(data), messages, params, stream, include_usage)
+    legacy = bool(data.get("functions")) and not data.get("tools")
+    return ChatCall(_chain(data), messages, params, stream, include_usage, legacy)

@@ -24,6 +24,7 @@ from providers.engine.types import (
     ChatRequest,
     ChatResponse,
     FailureClass,
+    ImagePart,
     Message,
     StreamEvent,
     ToolCall,
@@ -75,10 +76,12 @@ def build_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         body["tools"] = list(params.tools)
         if params.tool_choice is not None:
             body["tool_choice"] = params.tool_choice
-        if params.parallel_tool_calls is not None:
+        if params.parallel_tool_calls is not None and request.can("parallel_tools"):
             body["parallel_tool_calls"] = params.parallel_tool_calls
     if params.response_format is not None:
         body["response_format"] = params.response_format
+    if params.reasoning_effort is not None and request.can("reasoning"):
+        body["reasoning_effort"] = params.reasoning_effort
     if stream:
         body["stream"] = True
         if request.provider.options.get("stream_usage", True):
@@ -88,7 +91,7 @@ def build_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
 
 def _message(message: Message) -> dict[str, Any]:
     """One message in OpenAI's shape: tool calls on an assistant turn, the call id on a tool turn."""
-    out: dict[str, Any] = {"role": message.role, "content": message.content}
+    out: dict[str, Any] = {"role": message.role, "content": _content(message)}
     if message.tool_calls:
         out["content"] = message.content or None
         out["tool_calls"] = [
@@ -97,6 +100,22 @@ def _message(message: Message) -> dict[str, Any]:
         ]
     if message.tool_call_id is not None:
         out["tool_call_id"] = message.tool_call_id
+    return out
+
+
+def _content(message: Message) -> str | list[dict[str, Any]]:
+    """Text, or the turn's parts in order when it carries images (sent by URL, as received)."""
+    if not message.parts:
+        return message.content
+    out: list[dict[str, Any]] = []
+    for part in message.parts:
+        if isinstance(part, ImagePart):
+            image = {"url": part.url}
+            if part.detail:
+                image["detail"] = part.detail
+            out.append({"type": "image_url", "image_url": image})
+        else:
+            out.append({"type": "text", "text": part.text})
     return out
 
 
@@ -256,7 +275,8 @@ class _StreamState:
 class OpenAIAdapter(HttpAdapter):
     """The OpenAI chat-completions protocol, registered once per kind that speaks it."""
 
-    capabilities = frozenset({"tools", "json_object", "json_schema"})  # native
+    # Native; a model's own limits come from the capability table (ChatRequest.capabilities).
+    capabilities = frozenset({"tools", "parallel_tools", "images", "json_object", "json_schema", "reasoning"})
 
     def __init__(self, kind: str) -> None:
         self.kind = kind

@@ -50,6 +50,7 @@ from .types import (
     ProviderError,
     Timeouts,
     Usage,
+    request_needs,
 )
 from .validation import answer_problem
 
@@ -79,6 +80,8 @@ class EngineDeps:
     on_fallback: Callable[[StepPlan, StepPlan, ProviderError], None] | None = None
     is_circuit_open: Callable[[StepPlan], bool] | None = None
     on_outcome: Callable[[StepPlan, str], None] | None = None
+    # Fetch image URLs into inline data, for protocols that cannot take them by reference.
+    resolve_images: Callable[[tuple[Message, ...]], Awaitable[tuple[Message, ...]]] | None = None
 
 
 @dataclass(slots=True)
@@ -100,7 +103,7 @@ async def run(
 
     async def complete(adapter: Adapter, request: ChatRequest) -> ChatResponse:
         response = await adapter.complete(request, deps.client)  # type: ignore[arg-type]
-        problem = answer_problem(response, params)
+        problem = answer_problem(response, params, schema=plan.validate_schema)
         if problem is not None:
             raise ProviderError(FailureClass.BAD_RESPONSE, problem, usage=response.usage)
         return response
@@ -136,9 +139,8 @@ class Walk:
         self._last_error: ProviderError | None = None
         self._pending_fallback: tuple[StepPlan, ProviderError] | None = None
         self._overflowed_window: int | None = None
-        self._needs = params.needs() | (
-            {"tools"} if any(m.tool_calls or m.role == "tool" for m in messages) else set()
-        )
+        self._needs = request_needs(messages, params)
+        self._images_resolved = False
 
     def remaining(self) -> float:
         return self.plan.deadline_s - (self.deps.clock.monotonic() - self._start)
@@ -153,12 +155,9 @@ class Walk:
             if self._too_small(step):
                 log.info("step %s skipped: context window %s too small", step.position, step.context_window)
                 continue
-            missing = self._missing_capabilities(step)
-            if missing:
+            reason = self._capability_gap(step)
+            if reason:
                 now = self.deps.clock.now()
-                reason = (
-                    f"cannot serve {' and '.join(missing)}: the {step.provider.kind} protocol lacks it here"
-                )
                 self.record(step, 0, FailureClass.CAPABILITY_SKIPPED, now, self._now(), message=reason)
                 continue
             if self.deps.is_circuit_open is not None and self._hook("is_circuit_open", step):
@@ -239,22 +238,24 @@ class Walk:
 
     async def _attempt(self, step: StepPlan, retry: int, attempt_fn: AttemptFn[T]) -> Won[T]:
         remaining = self.remaining()
-        request = ChatRequest(
-            provider=step.provider,
-            model=step.model,
-            messages=self.messages,
-            params=self.params,
-            timeouts=Timeouts(
-                connect_s=min(self.plan.connect_timeout_s, remaining),
-                read_s=min(step.timeout_s, remaining),
-                first_token_s=min(self.plan.first_token_timeout_s, remaining),
-            ),
-        )
+        adapter = self.deps.adapter_for(step.provider.kind)
         started_at, t0 = self.deps.clock.now(), self._now()
         self.calls += 1
         try:
             async with asyncio.timeout(remaining):
-                value = await attempt_fn(self.deps.adapter_for(step.provider.kind), request)
+                request = ChatRequest(
+                    provider=step.provider,
+                    model=step.model,
+                    messages=await self._messages_for(adapter),
+                    params=self.params,
+                    timeouts=Timeouts(
+                        connect_s=min(self.plan.connect_timeout_s, remaining),
+                        read_s=min(step.timeout_s, remaining),
+                        first_token_s=min(self.plan.first_token_timeout_s, remaining),
+                    ),
+                    capabilities=step.capabilities,
+                )
+                value = await attempt_fn(adapter, request)
         except asyncio.CancelledError:
             self.record(step, retry, FailureClass.CANCELLED, started_at, t0, message="the caller went away")
             raise
@@ -330,12 +331,32 @@ class Walk:
             list(self.attempts), failure_class=failure, retry_after_s=retry_after, deadline_exceeded=deadline
         )
 
-    def _missing_capabilities(self, step: StepPlan) -> list[str]:
-        """What the request needs that this step's adapter cannot carry (no call is made)."""
+    def _capability_gap(self, step: StepPlan) -> str:
+        """Why this step cannot serve what the request needs ("" when it can; no call is made)."""
         if not self._needs:
-            return []
+            return ""
         adapter = self.deps.adapter_for(step.provider.kind)
-        return sorted(self._needs - getattr(adapter, "capabilities", frozenset()))
+        by_protocol = sorted(self._needs - getattr(adapter, "capabilities", frozenset()))
+        if by_protocol:
+            return (
+                f"cannot serve {' and '.join(by_protocol)}: the {step.provider.kind} protocol lacks it here"
+            )
+        by_model = sorted(self._needs - step.capabilities) if step.capabilities is not None else []
+        if by_model:
+            return f"cannot serve {' and '.join(by_model)}: model {step.model} lacks it (capability table)"
+        return ""
+
+    async def _messages_for(self, adapter: Adapter) -> tuple[Message, ...]:
+        """The messages as this adapter needs them: images fetched inline if it cannot take URLs."""
+        if (
+            not self._images_resolved
+            and "images" in self._needs
+            and getattr(adapter, "inline_images", False)
+            and self.deps.resolve_images is not None
+        ):
+            self.messages = await self.deps.resolve_images(self.messages)
+            self._images_resolved = True
+        return self.messages
 
     def _too_small(self, step: StepPlan) -> bool:
         limit = self._overflowed_window

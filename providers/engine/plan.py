@@ -17,6 +17,8 @@ class StepPlan:
     backoff_base_s: float
     price: Price | None = None  # None: unpriced
     context_window: int | None = None
+    # What the model can do (the capability table); None: not listed, assume what the protocol can.
+    capabilities: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +32,7 @@ class ChainPlan:
     first_token_timeout_s: float = 15.0
     max_retry_after_s: float = 30.0
     content_filter_fallback: bool = False
+    validate_schema: bool = True  # a json_schema answer that breaks its schema is a bad_response
     chain_id: int | None = None
     extra: dict = field(default_factory=dict)
 

@@ -47,12 +47,47 @@ class ToolCallDelta:
     arguments: str = ""
 
 
+# What a step must be able to do to serve a request (ChatParams.needs, request_needs).
+CAPABILITIES = ("tools", "parallel_tools", "images", "json_object", "json_schema", "reasoning")
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePart:
+    """An image in a user turn: an http(s) URL or a data: URL (checked on the way in).
+
+    `media_type` and `data` (base64, no prefix) are set for a data: URL, and for a URL once
+    RANA fetched it for a protocol that cannot take images by reference (Gemini).
+    """
+
+    url: str
+    detail: str | None = None  # auto | low | high (OpenAI's hint; other protocols ignore it)
+    media_type: str | None = None
+    data: str | None = field(default=None, repr=False)
+
+    @property
+    def inline(self) -> bool:
+        return self.data is not None
+
+
+@dataclass(frozen=True, slots=True)
+class TextPart:
+    text: str
+
+
+ContentPart = TextPart | ImagePart
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     role: str  # "system" | "user" | "assistant" | "tool"
-    content: str
+    content: str  # the text (of every text part, joined, when there are parts)
     tool_calls: tuple[ToolCall, ...] = ()  # an assistant turn that called tools
     tool_call_id: str | None = None  # a tool turn: which call it answers
+    parts: tuple[ContentPart, ...] = ()  # set only when the turn carries images, in order
+
+    @property
+    def images(self) -> tuple[ImagePart, ...]:
+        return tuple(p for p in self.parts if isinstance(p, ImagePart))
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +105,8 @@ class ChatParams:
     tool_choice: str | Mapping[str, Any] | None = None  # none | auto | required | one function
     parallel_tool_calls: bool | None = None
     response_format: Mapping[str, Any] | None = None  # {"type": text | json_object | json_schema}
+    # none | minimal | low | medium | high: a hint, sent only to models that reason (never a need)
+    reasoning_effort: str | None = None
 
     def needs(self) -> frozenset[str]:
         """The capabilities a step must have to serve these parameters."""
@@ -80,6 +117,18 @@ class ChatParams:
         if kind in ("json_object", "json_schema"):
             needs.add(kind)
         return frozenset(needs)
+
+
+def request_needs(messages: tuple[Message, ...], params: ChatParams) -> frozenset[str]:
+    """Everything a step must be able to do for this request: its parameters' needs, tools
+    when the conversation already holds tool turns, images when a turn carries one."""
+    needs = set(params.needs())
+    for message in messages:
+        if message.tool_calls or message.role == "tool":
+            needs.add("tools")
+        if message.parts and message.images:
+            needs.add("images")
+    return frozenset(needs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +159,11 @@ class ChatRequest:
     messages: tuple[Message, ...]
     params: ChatParams = ChatParams()
     timeouts: Timeouts = Timeouts()
+    # What the step's model can do (the capability table); None: not listed, assume the protocol's.
+    capabilities: frozenset[str] | None = None
+
+    def can(self, capability: str) -> bool:
+        return self.capabilities is None or capability in self.capabilities
 
 
 @dataclass(slots=True)

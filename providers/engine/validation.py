@@ -38,8 +38,9 @@ def _schema_problem(value: Any, schema: dict[str, Any]) -> str | None:
     return f"the answer breaks the response schema at {where}: {error.message[:200]}"
 
 
-def answer_problem(response: ChatResponse, params: ChatParams) -> str | None:
-    """Why the answer does not serve the request, or None when it does."""
+def answer_problem(response: ChatResponse, params: ChatParams, *, schema: bool = True) -> str | None:
+    """Why the answer does not serve the request, or None when it does (`schema`: check a
+    json_schema answer against its schema; JSON itself is always checked)."""
     for call in response.tool_calls:
         ok, value = _json(call.arguments or "{}")
         if not ok or not isinstance(value, dict):
@@ -52,5 +53,5 @@ def answer_problem(response: ChatResponse, params: ChatParams) -> str | None:
         return "the answer is not valid JSON, though a JSON response format was asked for"
     if kind == "json_object":
         return None if isinstance(value, dict) else "the answer is not a JSON object (json_object was asked)"
-    schema = (params.response_format.get("json_schema") or {}).get("schema")
-    return _schema_problem(value, schema) if isinstance(schema, dict) else None
+    spec = (params.response_format.get("json_schema") or {}).get("schema")
+    return _schema_problem(value, spec) if schema and isinstance(spec, dict) else None

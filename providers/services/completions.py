@@ -22,7 +22,7 @@ from providers.adapters import get_adapter
 from providers.engine.fallback import EngineDeps, run
 from providers.engine.plan import StepPlan
 from providers.engine.results import AllProvidersFailed, AttemptRecord, Cancelled, EngineResult
-from providers.engine.types import ChatParams, Message, ProviderError, ToolCall, Usage
+from providers.engine.types import ChatParams, Message, ProviderError, ToolCall, Usage, request_needs
 from providers.http_client import shared_client
 from providers.models import CompletionOutcome, FallbackChain
 from providers.models.ledger import new_request_id
@@ -30,6 +30,7 @@ from providers.services import budget, response_cache
 from providers.services.breaker import get_breaker
 from providers.services.chains import LoadedChain, achain_cached, chain_load
 from providers.services.faults import FaultSpec, adapter_for_with_faults, fault_specs_bind
+from providers.services.image_fetch import images_resolve
 from providers.services.inputs import messages_normalise, params_normalise
 from providers.services.ledger import Caller, RequestLedger
 from providers.signals import completion_recorded, fallback_happened
@@ -112,8 +113,8 @@ async def prepare(
                 ledger, CompletionOutcome.BUDGET_BLOCKED, error_class="budget_blocked", error_message=str(exc)
             )
             raise
-    if loaded.cache_ttl_s and not chat_params.needs() and not any(m.tool_calls for m in msgs):
-        # Cached answers are text: a request with tools or a response format is always asked.
+    if loaded.cache_ttl_s and not request_needs(msgs, chat_params):
+        # Cached answers are text: a request with tools, images or a response format is always asked.
         prepared.cache_key = response_cache.cache_key(loaded.chain_id, loaded.updated_at, msgs, chat_params)
         prepared.cached = await cache_run(response_cache.cache_get, prepared.cache_key)
     return prepared
@@ -142,6 +143,7 @@ def engine_deps(ledger: RequestLedger, overrides: Mapping[str, Any] | None = Non
         "on_fallback": on_fallback,
         "is_circuit_open": breaker.is_open,
         "rng": _JITTER,
+        "resolve_images": images_resolve,
     }
     deps.update(overrides or {})
     if "client" not in deps:

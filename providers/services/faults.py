@@ -131,6 +131,7 @@ class FaultyAdapter:
     def __init__(self, base: Adapter, specs: list[FaultSpec], counts: dict[int, int]) -> None:
         self.kind = base.kind
         self.capabilities = getattr(base, "capabilities", frozenset())
+        self.inline_images = getattr(base, "inline_images", False)
         self._base = base
         self._specs = specs
         self._counts = counts

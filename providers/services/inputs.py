@@ -5,37 +5,42 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from providers.engine.types import ChatParams, Message, ToolCall
+from providers.engine.types import ChatParams, ContentPart, Message, TextPart, ToolCall
+
+from .image_parts import image_part
+from .input_errors import InvalidRequest
+
+__all__ = ["InvalidRequest", "messages_normalise", "params_normalise"]
 
 ROLES = {"system", "user", "assistant", "developer", "tool"}
 TOOL_CHOICES = {"none", "auto", "required"}
 RESPONSE_FORMATS = {"text", "json_object", "json_schema"}
+REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high")
 
 
-class InvalidRequest(ValueError):
-    """The caller's input is wrong; `field` names where (e.g. messages[2].role)."""
-
-    def __init__(self, field: str, message: str) -> None:
-        self.field = field
-        super().__init__(f"{field}: {message}")
-        self.message = message
-
-
-def _content_text(content: Any, where: str) -> str:
+def _content(content: Any, where: str, role: str) -> tuple[str, tuple[ContentPart, ...]]:
+    """A message's text and, when it carries images, its parts in order."""
     if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # OpenAI content parts: text only
-        texts = []
-        for j, part in enumerate(content):
-            if (
-                not isinstance(part, Mapping)
-                or part.get("type") != "text"
-                or not isinstance(part.get("text"), str)
-            ):
-                raise InvalidRequest(f"{where}.content[{j}]", "only text content parts are supported")
-            texts.append(part["text"])
-        return "".join(texts)
-    raise InvalidRequest(f"{where}.content", "must be a string or a list of text parts")
+        return content, ()
+    if not isinstance(content, list):
+        raise InvalidRequest(f"{where}.content", "must be a string or a list of content parts")
+    parts: list[ContentPart] = []
+    for j, part in enumerate(content):
+        at = f"{where}.content[{j}]"
+        kind = part.get("type") if isinstance(part, Mapping) else None
+        if kind == "text" and isinstance(part.get("text"), str):
+            parts.append(TextPart(part["text"]))
+        elif kind == "image_url":
+            if role != "user":
+                raise InvalidRequest(at, "images are accepted in user messages only")
+            parts.append(image_part(part, at))
+        elif kind in ("input_audio", "file", "refusal"):
+            raise InvalidRequest(at, f"{kind} content parts are not supported (text and image_url are)")
+        else:
+            raise InvalidRequest(at, "must be a text part or an image_url part")
+    text = "".join(p.text for p in parts if isinstance(p, TextPart))
+    has_images = any(not isinstance(p, TextPart) for p in parts)
+    return text, tuple(parts) if has_images else ()
 
 
 def _tool_calls(raw: Any, where: str) -> tuple[ToolCall, ...]:
@@ -57,13 +62,36 @@ def _tool_calls(raw: Any, where: str) -> tuple[ToolCall, ...]:
     return tuple(calls)
 
 
+def _legacy_call(raw: Any, where: str) -> tuple[ToolCall, ...]:
+    """An assistant turn's legacy `function_call`: one tool call whose id is its function name."""
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("name"), str) or not raw["name"]:
+        raise InvalidRequest(f"{where}.function_call", "needs a name and arguments as a JSON string")
+    arguments = raw.get("arguments", "")
+    if not isinstance(arguments, str):
+        raise InvalidRequest(f"{where}.function_call.arguments", "must be a JSON string")
+    return (ToolCall(f"call_{raw['name']}", raw["name"], arguments),)
+
+
 def _message(raw: Mapping[str, Any], where: str) -> Message:
     role = raw.get("role")
+    if role == "function":  # the legacy answer to a function_call: a tool turn
+        name = raw.get("name")
+        if not isinstance(name, str) or not name:
+            raise InvalidRequest(f"{where}.name", "a function message must name the function it answers")
+        raw = {"role": "tool", "content": raw.get("content") or "", "tool_call_id": f"call_{name}"}
+        role = "tool"
     if role not in ROLES:
-        raise InvalidRequest(f"{where}.role", f"must be one of system, user, assistant, tool (got {role!r})")
+        raise InvalidRequest(
+            f"{where}.role", f"must be one of system, developer, user, assistant, tool (got {role!r})"
+        )
     calls = _tool_calls(raw.get("tool_calls"), where) if role == "assistant" else ()
+    if role == "assistant" and not calls and raw.get("function_call") is not None:
+        calls = _legacy_call(raw["function_call"], where)
     content = raw.get("content")
-    text = "" if content is None and (calls or role == "assistant") else _content_text(content, where)
+    if content is None and (calls or role == "assistant"):
+        text, parts = "", ()
+    else:
+        text, parts = _content(content, where, role)
     tool_call_id = raw.get("tool_call_id")
     if role == "tool" and (not isinstance(tool_call_id, str) or not tool_call_id):
         raise InvalidRequest(f"{where}.tool_call_id", "a tool message must name the call it answers")
@@ -72,6 +100,7 @@ def _message(raw: Mapping[str, Any], where: str) -> Message:
         content=text.replace("\r\n", "\n"),
         tool_calls=calls,
         tool_call_id=tool_call_id if role == "tool" else None,
+        parts=parts,
     )
 
 
@@ -189,6 +218,13 @@ def params_normalise(params: ChatParams | Mapping[str, Any] | None) -> ChatParam
     if parallel is not None and not isinstance(parallel, bool):
         raise InvalidRequest("parallel_tool_calls", "must be true or false")
     tools = _tools(params.get("tools"))
+    tool_choice = params.get("tool_choice")
+    if not tools and params.get("functions"):  # the legacy spelling of tools
+        tools = _tools([{"type": "function", "function": f} for f in _list(params, "functions")])
+        tool_choice = _legacy_choice(params.get("function_call"))
+    effort = params.get("reasoning_effort")
+    if effort is not None and effort not in REASONING_EFFORTS:
+        raise InvalidRequest("reasoning_effort", f"must be one of {', '.join(REASONING_EFFORTS)}")
     return ChatParams(
         temperature=_number(params, "temperature", 0, 2),
         max_tokens=_integer(params, "max_tokens", 1, 1_000_000),
@@ -199,7 +235,24 @@ def params_normalise(params: ChatParams | Mapping[str, Any] | None) -> ChatParam
         frequency_penalty=_number(params, "frequency_penalty", -2, 2),
         user=user,
         tools=tools,
-        tool_choice=_tool_choice(params.get("tool_choice"), tools),
+        tool_choice=_tool_choice(tool_choice, tools),
         parallel_tool_calls=parallel,
         response_format=_response_format(params.get("response_format")),
+        reasoning_effort=effort,
     )
+
+
+def _list(params: Mapping, name: str) -> list[Any]:
+    value = params.get(name)
+    if not isinstance(value, list):
+        raise InvalidRequest(name, "must be a list")
+    return value
+
+
+def _legacy_choice(value: Any) -> str | Mapping[str, Any] | None:
+    """`function_call` (none | auto | {"name": ...}) as a tool_choice."""
+    if value is None or value in ("none", "auto"):
+        return value
+    if isinstance(value, Mapping) and isinstance(value.get("name"), str):
+        return {"type": "function", "function": {"name": value["name"]}}
+    raise InvalidRequest("function_call", 'must be "none", "auto" or {"name": ...}')
