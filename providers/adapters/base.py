@@ -16,6 +16,17 @@ from providers.engine.types import ChatRequest, ChatResponse, StreamEvent
 
 
 class Adapter(Protocol):
+    """Optional attributes the engine reads with getattr:
+
+    - ``capabilities``: frozenset of what the protocol can carry (types.CAPABILITIES); a step
+      whose request needs more is skipped without a call (capability_skipped).
+    - ``inline_images``: True when the protocol cannot take image URLs, so the engine fetches
+      them (guarded) into ImagePart.data before the first attempt on it.
+    - ``cannot_serve(messages, params) -> str | None``: a reason this protocol cannot carry
+      this particular request (a JSON Schema keyword it has no equivalent for, say): the
+      step is skipped with that reason, like a missing capability.
+    """
+
     kind: str
 
     async def complete(self, request: ChatRequest, client: httpx.AsyncClient) -> ChatResponse:

@@ -344,7 +344,8 @@ class Walk:
         by_model = sorted(self._needs - step.capabilities) if step.capabilities is not None else []
         if by_model:
             return f"cannot serve {' and '.join(by_model)}: model {step.model} lacks it (capability table)"
-        return ""
+        cannot_serve = getattr(adapter, "cannot_serve", None)  # what only the protocol can judge
+        return (cannot_serve(self.messages, self.params) or "") if cannot_serve is not None else ""
 
     async def _messages_for(self, adapter: Adapter) -> tuple[Message, ...]:
         """The messages as this adapter needs them: images fetched inline if it cannot take URLs."""

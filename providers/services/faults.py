@@ -132,6 +132,7 @@ class FaultyAdapter:
         self.kind = base.kind
         self.capabilities = getattr(base, "capabilities", frozenset())
         self.inline_images = getattr(base, "inline_images", False)
+        self.cannot_serve = getattr(base, "cannot_serve", None)
         self._base = base
         self._specs = specs
         self._counts = counts
