@@ -12,7 +12,16 @@ from django.http import HttpRequest
 from django.template.loader import render_to_string
 
 from providers.admin_forms import ChainStepForm, ChainStepFormSet, FallbackChainAdminForm, ProviderAdminForm
-from providers.models import Attempt, ChainStep, Completion, FallbackChain, ModelPrice, Provider
+from providers.models import (
+    Attempt,
+    CapabilitySource,
+    ChainStep,
+    Completion,
+    FallbackChain,
+    ModelCapability,
+    ModelPrice,
+    Provider,
+)
 from providers.selectors import completion_timeline
 from providers.services.chain_rules import chain_default_claim, chain_steps_renumber
 from providers.services.plans import chain_worst_case
@@ -73,6 +82,34 @@ class ModelPriceAdmin(admin.ModelAdmin):
     date_hierarchy = "effective_from"
 
 
+@admin.register(ModelCapability)
+class ModelCapabilityAdmin(admin.ModelAdmin):
+    """What each model can do. Saving a row here makes it the operator's: reloading the bundled
+    table (rana_load_capabilities) never overwrites it."""
+
+    list_display = [
+        "provider_kind",
+        "model",
+        "tools",
+        "parallel_tools",
+        "images",
+        "json_object",
+        "json_schema",
+        "reasoning",
+        "context_window",
+        "max_output_tokens",
+        "as_of",
+        "source",
+    ]
+    list_filter = ["provider_kind", "source", "images", "json_schema", "reasoning"]
+    search_fields = ["model"]
+    readonly_fields = ["source"]
+
+    def save_model(self, request: HttpRequest, obj: ModelCapability, form: Any, change: bool) -> None:
+        obj.source = CapabilitySource.OPERATOR
+        super().save_model(request, obj, form, change)
+
+
 class ChainStepInline(SortableTabularInline):
     model = ChainStep
     form = ChainStepForm
@@ -115,7 +152,14 @@ class FallbackChainAdmin(SortableAdminBase, admin.ModelAdmin):
         ),
         (
             "Policy, budget and cache",
-            {"fields": ["content_filter_policy", ("daily_budget_usd", "monthly_budget_usd"), "cache_ttl_s"]},
+            {
+                "fields": [
+                    "content_filter_policy",
+                    "validate_schema",
+                    ("daily_budget_usd", "monthly_budget_usd"),
+                    "cache_ttl_s",
+                ]
+            },
         ),
     ]
 

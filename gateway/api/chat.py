@@ -44,7 +44,8 @@ async def _complete(call: ChatCall, loaded: LoadedChain, caller: Caller) -> ApiR
     result = await complete(chain=loaded.slug, messages=call.messages, params=call.params, caller=caller)
     meta = result_meta(result)
     headers = [("content-type", JSON), *rana_headers(meta)]
-    return ApiResponse(200, headers, completion_body(result, int(time.time()), meta))
+    body = completion_body(result, int(time.time()), meta, legacy=call.legacy_functions)
+    return ApiResponse(200, headers, body)
 
 
 async def _stream(call: ChatCall, loaded: LoadedChain, caller: Caller) -> ApiResponse:

@@ -131,10 +131,15 @@ def answer_usage(result: CompletionResult) -> Usage:
     return result.usage or Usage()
 
 
-def message_json(result: CompletionResult) -> dict[str, Any]:
-    """The answer as OpenAI's assistant message: content null when it is only tool calls."""
+def message_json(result: CompletionResult, *, legacy: bool = False) -> dict[str, Any]:
+    """The answer as OpenAI's assistant message: content null when it is only tool calls.
+    `legacy` (the request used `functions`): the first call as `function_call`, as OpenAI did."""
     message: dict[str, Any] = {"role": "assistant", "content": result.text, "refusal": None}
-    if result.tool_calls:
+    if result.tool_calls and legacy:
+        call = result.tool_calls[0]
+        message["content"] = result.text or None
+        message["function_call"] = {"name": call.name, "arguments": call.arguments}
+    elif result.tool_calls:
         message["content"] = result.text or None
         message["tool_calls"] = [
             {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
@@ -143,7 +148,10 @@ def message_json(result: CompletionResult) -> dict[str, Any]:
     return message
 
 
-def completion_body(result: CompletionResult, created: int, meta: dict[str, Any]) -> bytes:
+def completion_body(
+    result: CompletionResult, created: int, meta: dict[str, Any], *, legacy: bool = False
+) -> bytes:
+    finish = result.finish_reason or "stop"
     return orjson.dumps(
         {
             "id": completion_id(result.request_id),
@@ -153,9 +161,9 @@ def completion_body(result: CompletionResult, created: int, meta: dict[str, Any]
             "choices": [
                 {
                     "index": 0,
-                    "message": message_json(result),
+                    "message": message_json(result, legacy=legacy),
                     "logprobs": None,
-                    "finish_reason": result.finish_reason or "stop",
+                    "finish_reason": "function_call" if legacy and finish == "tool_calls" else finish,
                 }
             ],
             "usage": usage_json(answer_usage(result)),

@@ -28,7 +28,7 @@ DONE = b"data: [DONE]\n\n"
 class ChunkWriter:
     """Renders chunks with a fixed prefix: id, object, created, model, as OpenAI orders them."""
 
-    def __init__(self, request_id, model: str, include_usage: bool) -> None:
+    def __init__(self, request_id, model: str, include_usage: bool, *, legacy: bool = False) -> None:
         head = {
             "id": completion_id(request_id),
             "object": "chat.completion.chunk",
@@ -39,6 +39,7 @@ class ChunkWriter:
         self._head = b"data: " + orjson.dumps(head)[:-1] + b',"choices":'
         self._tail = b',"usage":null}\n\n' if include_usage else b"}\n\n"
         self.include_usage = include_usage
+        self.legacy = legacy  # the request used `functions`: stream the first call as function_call
 
     def delta(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
@@ -55,6 +56,15 @@ class ChunkWriter:
 
     def tool_calls(self, deltas) -> bytes:
         """Tool-call pieces as OpenAI streams them (the first piece of a call has id and name)."""
+        if self.legacy:
+            first = [d for d in deltas if d.index == 0]
+            if not first:
+                return b""
+            function = {"arguments": "".join(d.arguments for d in first)}
+            name = next((d.name for d in first if d.name is not None), None)
+            if name is not None:
+                function = {"name": name, **function}
+            return self.delta({"function_call": function})
         pieces = []
         for d in deltas:
             piece: dict[str, Any] = {"index": d.index, "function": {"arguments": d.arguments}}
@@ -112,7 +122,9 @@ async def sse_events(
     completion: CompletionStream, first: StreamEvent, call: ChatCall
 ) -> AsyncIterator[bytes]:
     """The event stream after the first event; closes the upstream however it ends."""
-    writer = ChunkWriter(completion.request_id, _answering(completion)[1], call.include_usage)
+    writer = ChunkWriter(
+        completion.request_id, _answering(completion)[1], call.include_usage, legacy=call.legacy_functions
+    )
     finish, usage = first.finish_reason, first.usage
     failure: EngineError | None = None
     try:
@@ -136,6 +148,8 @@ async def sse_events(
 def _closing(writer: ChunkWriter, completion: CompletionStream, finish, usage: Usage | None) -> bytes:
     result = completion.result
     meta = result_meta(result) if result is not None else None
+    if writer.legacy and finish == "tool_calls":
+        finish = "function_call"
     done = [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish or "stop"}]
     if not writer.include_usage:
         return writer.final(done, rana=meta)

@@ -1,15 +1,19 @@
+from .capability import CAPABILITY_FIELDS, CapabilitySource, ModelCapability
 from .chain import ChainStep, ContentFilterPolicy, FallbackChain
 from .ledger import Attempt, Completion, CompletionOutcome, Source
 from .price import ModelPrice
 from .provider import Provider, ProviderKind
 
 __all__ = [
+    "CAPABILITY_FIELDS",
     "Attempt",
+    "CapabilitySource",
     "ChainStep",
     "Completion",
     "CompletionOutcome",
     "ContentFilterPolicy",
     "FallbackChain",
+    "ModelCapability",
     "ModelPrice",
     "Provider",
     "ProviderKind",

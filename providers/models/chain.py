@@ -70,6 +70,12 @@ class FallbackChain(models.Model):
     monthly_budget_usd = models.DecimalField(
         max_digits=12, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(Decimal(0))]
     )
+    validate_schema = models.BooleanField(
+        "validate JSON schema answers",
+        default=True,
+        help_text="A json_schema answer that breaks its schema is a bad response (retried, then the "
+        "next step). Turn off to pass such answers through.",
+    )
     cache_ttl_s = models.PositiveIntegerField(
         "cache TTL (s)", null=True, blank=True, help_text="Blank: responses are not cached."
     )
@@ -110,6 +116,7 @@ CHAIN_CONFIG_FIELDS = (
     "deadline_s",
     "max_attempts",
     "content_filter_policy",
+    "validate_schema",
     "daily_budget_usd",
     "monthly_budget_usd",
     "cache_ttl_s",

@@ -92,6 +92,11 @@ class Completion(models.Model):
     unpriced = models.BooleanField(default=False)
     injected = models.BooleanField(default=False, help_text="Faults were injected (playground).")
     retry_after_s = models.FloatField(null=True, blank=True)
+    needs = models.CharField(
+        max_length=120,
+        blank=True,
+        help_text="Capabilities the request needed (tools, images, json_schema ...).",
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -136,6 +141,7 @@ class Attempt(models.Model):
     unpriced = models.BooleanField(default=False)
     error_message = models.TextField(blank=True)
     injected = models.BooleanField(default=False)
+    needs = models.CharField(max_length=120, blank=True)  # as on the completion
 
     class Meta:
         ordering = ["started_at", "id"]

@@ -17,7 +17,7 @@ from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
 from providers.engine.plan import ChainPlan
-from providers.models import ChainStep, FallbackChain, ModelPrice, Provider
+from providers.models import ChainStep, FallbackChain, ModelCapability, ModelPrice, Provider
 from providers.services.plans import chain_plan_build
 from rana_site.cache_io import cache_run
 
@@ -114,6 +114,6 @@ async def achain_cached(slug: str | None) -> LoadedChain | None:
     return _plans.get(slug or "")
 
 
-for _model in (FallbackChain, ChainStep, Provider, ModelPrice):
+for _model in (FallbackChain, ChainStep, Provider, ModelPrice, ModelCapability):
     post_save.connect(config_changed, sender=_model, dispatch_uid=f"rana-config-{_model.__name__}-save")
     post_delete.connect(config_changed, sender=_model, dispatch_uid=f"rana-config-{_model.__name__}-del")

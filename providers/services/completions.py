@@ -95,6 +95,8 @@ async def prepare(
     chat_params = params_normalise(params)
     loaded = await chain_resolve(chain)
     ledger = RequestLedger(new_request_id(), loaded.chain_id, loaded.slug, caller, stream)
+    needs = request_needs(msgs, chat_params)
+    ledger.needs = ",".join(sorted(needs))
     scopes = budget.budget_scopes(
         chain_id=loaded.chain_id,
         chain_daily=loaded.daily_budget_usd,
@@ -113,7 +115,7 @@ async def prepare(
                 ledger, CompletionOutcome.BUDGET_BLOCKED, error_class="budget_blocked", error_message=str(exc)
             )
             raise
-    if loaded.cache_ttl_s and not request_needs(msgs, chat_params):
+    if loaded.cache_ttl_s and not needs:
         # Cached answers are text: a request with tools, images or a response format is always asked.
         prepared.cache_key = response_cache.cache_key(loaded.chain_id, loaded.updated_at, msgs, chat_params)
         prepared.cached = await cache_run(response_cache.cache_get, prepared.cache_key)

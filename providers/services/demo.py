@@ -11,6 +11,7 @@ from django.db import transaction
 
 from providers.models import FallbackChain
 
+from .capabilities import capabilities_load
 from .config_io import ImportReport, config_import
 from .prices import PriceLoadReport, prices_load
 
@@ -37,6 +38,7 @@ def demo_setup(*, force: bool = False) -> DemoReport:
         config = config_import(
             text=DEMO_CONFIG_PATH.read_text(encoding="utf-8"), filename=DEMO_CONFIG_PATH.name
         )
+    capabilities_load()
     return DemoReport(config=config, prices=prices_load())
 
 

@@ -28,7 +28,7 @@ class Caller:
 
 
 def attempt_fields(
-    record: AttemptRecord, *, completion_id: uuid.UUID, chain_id: int | None, source: str
+    record: AttemptRecord, *, completion_id: uuid.UUID, chain_id: int | None, source: str, needs: str = ""
 ) -> dict[str, Any]:
     """An Attempt row's values, from the engine's record of it."""
     usage = record.usage
@@ -56,6 +56,7 @@ def attempt_fields(
         unpriced=record.unpriced,
         error_message=record.error_message[:4000],
         injected=record.injected,
+        needs=needs,
     )
 
 
@@ -92,13 +93,18 @@ class RequestLedger:
     started: float = field(default_factory=time.perf_counter)
     attempts: list[AttemptRecord] = field(default_factory=list)
     injected: bool = False
+    needs: str = ""  # the capabilities the request needed, comma-separated ("images,tools")
 
     def attempt(self, record: AttemptRecord) -> None:
         """The engine's on_attempt hook: the row goes to the recorder at once."""
         self.attempts.append(record)
         self.injected = self.injected or record.injected
         fields = attempt_fields(
-            record, completion_id=self.request_id, chain_id=self.chain_id, source=self.caller.source
+            record,
+            completion_id=self.request_id,
+            chain_id=self.chain_id,
+            source=self.caller.source,
+            needs=self.needs,
         )
         get_recorder().submit(PendingRow(Attempt, fields))
 
@@ -126,6 +132,7 @@ class RequestLedger:
             outcome=outcome,
             latency_ms=round(self.elapsed_ms(), 3),
             injected=self.injected,
+            needs=self.needs,
         )
         completion = PendingRow(Completion, values)
         get_recorder().submit(completion)

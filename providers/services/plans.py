@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from providers.engine.plan import ChainPlan, StepPlan, WorstCase, worst_case
 from providers.engine.types import Price, ProviderConfig
-from providers.models import ChainStep, FallbackChain, ModelPrice, Provider
+from providers.models import ChainStep, FallbackChain, ModelCapability, ModelPrice, Provider
 
 
 def provider_config(provider: Provider) -> ProviderConfig:
@@ -32,6 +32,22 @@ def price_lookup(kind: str, model: str, *, on: dt.date | None = None) -> ModelPr
     )
 
 
+def capability_lookup(kind: str, model: str) -> ModelCapability | None:
+    """The capability row for a model: an exact match, else the longest listed id the model
+    extends with "-..." (a dated snapshot: gpt-4o-2024-08-06 is gpt-4o). None: not listed."""
+    rows = {
+        row.model: row
+        for row in ModelCapability.objects.filter(provider_kind=kind, model__in=_model_prefixes(model))
+    }
+    return next((rows[name] for name in _model_prefixes(model) if name in rows), None)
+
+
+def _model_prefixes(model: str) -> list[str]:
+    """The model id, then each shorter id it extends at a "-" (longest first)."""
+    pieces = model.split("-")
+    return ["-".join(pieces[:n]) for n in range(len(pieces), 0, -1)]
+
+
 def _price(row: ModelPrice | None) -> Price | None:
     if row is None:
         return None
@@ -40,6 +56,7 @@ def _price(row: ModelPrice | None) -> Price | None:
 
 def _step_plan(chain: FallbackChain, step: ChainStep, *, with_keys: bool) -> StepPlan:
     price_row = price_lookup(step.provider.kind, step.model)
+    capability = capability_lookup(step.provider.kind, step.model)
     provider = step.provider
     config = (
         provider_config(provider)
@@ -56,7 +73,9 @@ def _step_plan(chain: FallbackChain, step: ChainStep, *, with_keys: bool) -> Ste
         timeout_s=chain.step_timeout_s if step.timeout_s is None else step.timeout_s,
         backoff_base_s=chain.backoff_base_s if step.delay_s is None else step.delay_s,
         price=_price(price_row),
-        context_window=price_row.context_window if price_row else None,
+        context_window=(price_row.context_window if price_row else None)
+        or (capability.context_window if capability else None),
+        capabilities=capability.capabilities if capability else None,
     )
 
 
@@ -80,6 +99,7 @@ def chain_plan_build(
         first_token_timeout_s=chain.first_token_timeout_s,
         max_retry_after_s=chain.max_retry_after_s,
         content_filter_fallback=chain.content_filter_policy == "fallback",
+        validate_schema=chain.validate_schema,
     )
 
 

@@ -69,6 +69,8 @@ class FakeUpstream:
         self.port = port  # 0: an ephemeral port, known once started
         self.errors: list[str] = []  # the fake's own bugs; tests assert it stays empty
         self.connections_opened = 0
+        # GET path -> (content-type, body): files the fake serves, e.g. images a request links to
+        self.files: dict[str, tuple[str, bytes]] = {}
         self._lock = threading.Lock()
         self._scripts: dict[tuple[str | None, str | None], deque[Fault]] = {}
         self._defaults: dict[tuple[str | None, str | None], DefaultFault] = {}
@@ -279,6 +281,13 @@ class FakeUpstream:
         )
 
     async def _answer_other(self, raw: RawRequest, writer: asyncio.StreamWriter) -> bool:
+        served = self.files.get(raw.path) if raw.method == "GET" else None
+        if served is not None:
+            content_type, content = served
+            headers = [("content-type", content_type), ("content-length", str(len(content)))]
+            writer.write(head(200, headers) + content)
+            await writer.drain()
+            return True
         status, payload = 200, models_payload(raw, self.models)
         if payload is None:
             status, payload = (

@@ -84,7 +84,7 @@ async def test_a_chain_the_key_may_not_use_is_403(api, main_chain, solo_chain):
         ({"n": 2}, "n"),
         ({"logprobs": True}, "logprobs"),
         ({"response_format": {"type": "xml"}}, "response_format"),
-        ({"reasoning_effort": "high"}, "reasoning_effort"),
+        ({"reasoning_effort": "extreme"}, "reasoning_effort"),
         ({"frobnicate": 1}, "frobnicate"),
         ({"temperature": 7}, "temperature"),
         ({"max_tokens": "lots"}, "max_tokens"),
