@@ -7,6 +7,7 @@ prints {"keys": {name: plaintext}} as JSON. Chains, all openai_compatible on the
 - fallback: "broken" (always answers 503 unless scripted), then "backup"
 - solo: "solo" only; other: "other" only (keys limited to main may not use it)
 - slow: "hang" only, with a 1 s deadline (504)
+- tools: "tooler" only (bench/stream_overhead.py: the fake's --tool-model answers tool calls)
 Keys: full (every chain), limited (main only), rpm (2 per minute), budget (daily $0),
 revoked, expired.
 """
@@ -51,6 +52,7 @@ def seed(upstream_url: str) -> dict[str, str]:
     _chain("solo", ["solo"], provider)
     _chain("other", ["other"], provider)
     _chain("slow", ["hang"], provider, deadline_s=1.0, step_timeout_s=5.0)
+    _chain("tools", ["tooler"], provider)
     past = timezone.now() - dt.timedelta(days=1)
     specs = {
         "full": {},
