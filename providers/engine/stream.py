@@ -15,6 +15,10 @@ After it, the stream belongs to the consumer:
   of received text and, if no input count was seen, input tokens estimated the same way
   from the prompt. Estimated usage is marked in the attempt's error message.
 * The overall deadline still holds: a stream still running at the deadline is interrupted.
+* A stream that ends cleanly but whose whole answer is not what was asked (not JSON, breaks
+  the json_schema, tool arguments that are not a JSON object: engine/validation.py) is
+  recorded as ``bad_response`` and ends with StreamInterrupted: it was relayed, so it cannot
+  fall back, but it is never reported as a success.
 * ``aclose()`` or cancelling the consuming task closes the upstream at once and records the
   attempt as ``cancelled`` (partial usage billed the same way), with no fallback and nothing
   told to the circuit breaker. ``aclose()`` before iteration starts records nothing.
@@ -43,6 +47,7 @@ from .types import (
     ToolCall,
     Usage,
 )
+from .validation import answer_problem
 
 if TYPE_CHECKING:
     from providers.adapters.base import Adapter
@@ -202,6 +207,16 @@ class EngineStream:
             self._end(won, FailureClass.CANCELLED, tally, ProviderError(FailureClass.CANCELLED, "closed"))
             raise
         await close_quietly(opened.upstream)
+        step = won.step
+        response = ChatResponse(
+            tally.text, tally.finish_reason, tally.usage, step.model, tool_calls=tally.tool_calls
+        )
+        problem = answer_problem(response, self._walk.params, schema=self._walk.plan.validate_schema)
+        if problem is not None:  # relayed already: no fallback, but never a success either
+            self._end(
+                won, FailureClass.BAD_RESPONSE, tally, ProviderError(FailureClass.BAD_RESPONSE, problem)
+            )
+            raise StreamInterrupted(f"the streamed answer is not what was asked: {problem}", self.attempts)
         self._walk.record(
             won.step,
             won.retry_index,
@@ -210,10 +225,6 @@ class EngineStream:
             won.t0,
             usage=tally.usage,
             ttft_ms=opened.ttft_ms,
-        )
-        step = won.step
-        response = ChatResponse(
-            tally.text, tally.finish_reason, tally.usage, step.model, tool_calls=tally.tool_calls
         )
         self.result = self._walk.result(response, step)
 
@@ -244,7 +255,8 @@ class EngineStream:
         self, won: Won[OpenedStream], outcome: FailureClass, tally: StreamTally, error: ProviderError
     ) -> None:
         usage, estimated = (error.usage, False) if error.usage else tally.partial_usage(self._walk.messages)
-        message = error.message if outcome is FailureClass.STREAM_INTERRUPTED else "the caller went away"
+        kept = outcome is not FailureClass.CANCELLED  # interrupted, or a bad answer found at the end
+        message = error.message if kept else "the caller went away"
         if estimated:
             message += " [usage estimated]"
         self._walk.record(
@@ -253,7 +265,7 @@ class EngineStream:
             outcome,
             won.started_at,
             won.t0,
-            error=error if outcome is FailureClass.STREAM_INTERRUPTED else None,
+            error=error if kept else None,
             usage=usage,
             ttft_ms=won.value.ttft_ms,
             message=message,

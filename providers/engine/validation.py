@@ -3,8 +3,8 @@ with a JSON response format the text must be JSON (matching the schema for json_
 
 An answer that is not is a bad_response: the engine retries the step or moves to the next one
 like after any other bad answer, so a caller never receives a "success" that breaks its schema.
-Streams are committed at their first token, before the whole answer exists: they are not
-validated here.
+Streams are committed at their first token, before the whole answer exists: they are checked
+when they end (engine/stream.py), too late to fall back but never recorded as a success.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import json
 import pytest
 from asgiref.sync import sync_to_async
 
-from providers.models import FallbackChain, ModelCapability
+from providers.models import Attempt, Completion, FallbackChain, ModelCapability
 from tests.fakes import FakeToolCall, Fault
 
 from .conftest import auth, make_chain, sse_json
@@ -123,3 +123,38 @@ async def test_with_validation_off_an_answer_that_is_not_json_still_falls_back(a
     response = await post(api, api_key, response_format=schema)
     assert response.status_code == 200, response.text
     assert [a["outcome"] for a in response.json()["rana"]["attempts"]] == ["bad_response", "success"]
+
+
+async def test_a_streamed_answer_that_breaks_the_schema_ends_in_an_error_not_a_success(
+    api, api_key, upstream
+):
+    schema = {
+        "type": "json_schema",
+        "json_schema": {"name": "w", "schema": {"type": "object", "required": ["temp_c"]}},
+    }
+    upstream.script("openai", [Fault.json({"city": "Paris"})], model="primary")
+    response = await post(api, api_key, response_format=schema, stream=True)
+    assert response.status_code == 200  # committed at the first token
+    assert b"data: [DONE]" not in response.content
+    last = sse_json(response.content)[-1]
+    assert "breaks the response schema" in last["error"]["message"]
+    request_id = response.headers["x-rana-request-id"]
+    completion = await Completion.objects.aget(id=request_id)
+    assert completion.outcome != "success"
+    outcomes = [a.outcome async for a in Attempt.objects.filter(completion_id=request_id)]
+    assert outcomes == ["bad_response"]
+    assert [r.model for r in upstream.requests] == ["primary"]  # no fallback after the first token
+
+
+async def test_a_streamed_answer_that_keeps_the_schema_is_a_success(api, api_key, upstream):
+    schema = {
+        "type": "json_schema",
+        "json_schema": {"name": "w", "schema": {"type": "object", "required": ["temp_c"]}},
+    }
+    upstream.script("openai", [Fault.json({"temp_c": 18})], model="primary")
+    response = await post(api, api_key, response_format=schema, stream=True)
+    assert response.content.endswith(b"data: [DONE]\n\n")
+    text = "".join(
+        c["choices"][0]["delta"].get("content") or "" for c in sse_json(response.content) if c.get("choices")
+    )
+    assert json.loads(text) == {"temp_c": 18}
