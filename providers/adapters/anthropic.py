@@ -1,14 +1,24 @@
 """Anthropic Messages API: POST {base_url}/v1/messages.
 
-Request shape: system messages are joined into the top-level `system`; the rest are merged
-so consecutive messages of one role become one turn (user/assistant alternate). Tools, tool
-calls and tool results are translated by anthropic_tools. A
-conversation that starts with an assistant turn is sent as it is: the API decides.
-`max_tokens` is required by the API: the request's, else the provider option
-`max_tokens`, else 4096.
+Request shape: the conversation (system, alternating turns, tool_use / tool_result and image
+blocks) is built by anthropic_messages; tools and tool_choice by anthropic_tools; JSON output
+(response_format) by anthropic_json, as structured outputs (`output_format` and the
+`anthropic-beta: structured-outputs-2025-11-13` header, when the provider option
+`structured_outputs` is true) or a forced answer tool; extended thinking (reasoning_effort)
+by anthropic_thinking. `max_tokens` is required by the API: the request's, else the provider
+option `max_tokens`, else 4096 (plus the thinking budget when thinking is on).
+temperature, top_p, stop (stop_sequences) and user (metadata.user_id) are sent as given
+(not temperature / top_p with thinking on); seed and the penalties have no equivalent.
+
+Response: the text blocks, in order, are the answer (thinking and redacted_thinking blocks
+never are); tool_use blocks are tool calls, except the JSON answer tool whose input is answer
+text. stop_reason end_turn / stop_sequence -> stop, max_tokens -> length, refusal ->
+content_filter, tool_use -> tool_calls (stop when only the JSON answer tool was used).
 
 Usage is normalised: input_tokens = input_tokens + cache_read_input_tokens +
-cache_creation_input_tokens (Anthropic counts them apart), cached_tokens = cache reads.
+cache_creation_input_tokens (Anthropic counts them apart), cached_tokens = cache reads;
+output_tokens as reported (thinking included; reasoning_tokens stays 0, as Anthropic does
+not report it apart).
 
 Error mapping (error.type, then status): overloaded_error (529) and rate_limit_error (429)
 -> rate_limited; invalid_request_error mentioning credit balance / spend or usage limit /
@@ -20,18 +30,28 @@ api_error -> server_error. An `error` event inside a stream maps the same way.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from providers.engine.types import ChatRequest, ChatResponse, FailureClass, StreamEvent, ToolCallDelta, Usage
 
-from .anthropic_tools import ToolStream, parse_tool_calls, tool_fields, tool_messages, uses_tools
+from .anthropic_json import (
+    STRUCTURED_OUTPUTS_BETA,
+    AnswerStream,
+    AnswerTool,
+    JsonOutput,
+    json_fields,
+    json_output,
+)
+from .anthropic_messages import build_messages
+from .anthropic_thinking import add_thinking, thinking_budget
+from .anthropic_tools import ToolStream, parse_tool_calls, tool_fields
 from .common import (
     HttpAdapter,
     UpstreamCall,
     count,
     default_classify,
     error_from_payload,
-    merge_turns,
     parse_json,
     stream_ended_early,
     timeout_for,
@@ -71,18 +91,26 @@ def _max_tokens(request: ChatRequest) -> int:
     return DEFAULT_MAX_TOKENS
 
 
-def build_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class AnthropicCall(UpstreamCall):
+    """A call that also knows its JSON answer tool, so the answer reads back as text."""
+
+    answer: AnswerTool | None = None
+
+
+def compose(request: ChatRequest, *, stream: bool) -> tuple[dict[str, Any], JsonOutput | None]:
+    """The request body, and how it asks for JSON (None: it does not)."""
     params = request.params
-    if uses_tools(request.messages, params):
-        system, messages = tool_messages(request.messages)
-    else:
-        system, turns = merge_turns(request.messages, assistant_role="assistant")
-        messages = [{"role": role, "content": text} for role, text in turns]
+    system, messages = build_messages(request.messages)
+    output = json_output(request)
+    fields = tool_fields(params)
+    if output is not None:
+        fields = json_fields(output, fields)
     body: dict[str, Any] = {
         "model": request.model,
         "max_tokens": _max_tokens(request),
         "messages": messages,
-        **tool_fields(params),
+        **fields,
     }
     optional = {
         "system": system or None,
@@ -93,7 +121,15 @@ def build_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         "stream": True if stream else None,
     }
     body.update({name: value for name, value in optional.items() if value is not None})
-    return body
+    forced = (body.get("tool_choice") or {}).get("type") in ("any", "tool")
+    budget = thinking_budget(request, forced_tool=forced)
+    if budget is not None:
+        add_thinking(body, budget)
+    return body, output
+
+
+def build_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+    return compose(request, stream=stream)[0]
 
 
 def classify(status: int | None, payload: Any, text: str) -> tuple[FailureClass, str]:
@@ -127,9 +163,12 @@ def parse_usage(raw: Any) -> Usage | None:
     )
 
 
-def _finish_reason(stop_reason: Any) -> str | None:
+def _finish_reason(stop_reason: Any, *, answered: bool = False) -> str | None:
+    """OpenAI's finish reason; `answered`: the JSON answer tool was the only tool used."""
     if not isinstance(stop_reason, str):
         return None
+    if answered and stop_reason == "tool_use":
+        return "stop"
     return STOP_REASONS.get(stop_reason, stop_reason)
 
 
@@ -139,13 +178,21 @@ def parse_message(call: UpstreamCall, data: Any, model: str) -> ChatResponse:
     content = data.get("content") if isinstance(data, dict) else None
     if not isinstance(content, list):
         raise call.error(FailureClass.BAD_RESPONSE, "a 200 response without content")
-    text = "".join(
-        block["text"]
-        for block in content
-        if isinstance(block, dict) and block.get("type") == "text" and isinstance(block.get("text"), str)
-    )
+    answer: AnswerTool | None = getattr(call, "answer", None)
+    texts, answered = [], False
+    for block in content:
+        if not isinstance(block, dict):
+            continue
+        if block.get("type") == "text" and isinstance(block.get("text"), str):
+            texts.append(block["text"])
+        elif answer is not None and block.get("type") == "tool_use" and block.get("name") == answer.name:
+            if not answered:  # the JSON answer, as text where its block stands
+                texts.append(answer.text(block.get("input", {})))
+            answered = True
+    text = "".join(texts)
+    tool_calls = parse_tool_calls(content, skip=answer.name if answer else None)
     usage = parse_usage(data.get("usage"))
-    finish_reason = _finish_reason(data.get("stop_reason"))
+    finish_reason = _finish_reason(data.get("stop_reason"), answered=answered and not tool_calls)
     if not text and finish_reason == "content_filter":
         raise call.error(FailureClass.CONTENT_FILTER, "the provider refused (refusal)", usage=usage)
     return ChatResponse(
@@ -154,12 +201,16 @@ def parse_message(call: UpstreamCall, data: Any, model: str) -> ChatResponse:
         usage=usage,
         model=str(data.get("model") or model),
         response_id=str(data.get("id") or ""),
-        tool_calls=parse_tool_calls(content),
+        tool_calls=tool_calls,
     )
 
 
 class _StreamState:
-    """What a stream has said so far; usage fields merge as message_delta updates them."""
+    """What a stream has said so far; usage fields merge as message_delta updates them.
+
+    Text comes from text_delta events and from the JSON answer tool's input_json_delta
+    events; thinking_delta / signature_delta events and redacted_thinking blocks are dropped.
+    """
 
     def __init__(self, call: UpstreamCall) -> None:
         self.call = call
@@ -168,6 +219,8 @@ class _StreamState:
         self.stop_reason: str | None = None
         self._usage: dict[str, Any] = {}
         self.tools = ToolStream()
+        answer: AnswerTool | None = getattr(call, "answer", None)
+        self.answer = AnswerStream(answer) if answer is not None else None
         self.tool_deltas: tuple[ToolCallDelta, ...] = ()  # the last event's tool-call pieces
 
     @property
@@ -196,21 +249,40 @@ class _StreamState:
             self._merge_usage(payload.get("usage"))
         elif kind == "message_stop":
             self.done = True
-        elif kind in ("content_block_start", "content_block_delta"):
-            block = payload.get("content_block" if kind == "content_block_start" else "delta")
-            if isinstance(block, dict) and block.get("type") in ("tool_use", "input_json_delta"):
-                opened = kind == "content_block_start"
-                self.tool_deltas = (self.tools.start if opened else self.tools.delta)(payload, block)
-                self.got_text = self.got_text or bool(self.tool_deltas)
-            elif isinstance(block, dict) and block.get("type") in ("text", "text_delta"):
-                text = block.get("text")
-                if isinstance(text, str) and text:
-                    self.got_text = True
-                    return text
+        elif kind in ("content_block_start", "content_block_delta", "content_block_stop"):
+            text = self._block_event(kind, payload)
+            self.got_text = self.got_text or bool(text) or bool(self.tool_deltas)
+            return text
+        return ""
+
+    def _block_event(self, kind: str, payload: dict[str, Any]) -> str:
+        index = payload.get("index")
+        index = index if isinstance(index, int) and not isinstance(index, bool) else 0
+        answer = self.answer
+        if kind == "content_block_stop":
+            if answer is not None and answer.owns(index):
+                return answer.close()
+            self.tool_deltas = self.tools.stop(index)
+            return ""
+        block = payload.get("content_block" if kind == "content_block_start" else "delta")
+        if not isinstance(block, dict):
+            return ""
+        if block.get("type") == "tool_use":
+            if answer is None or not answer.opens(index, block):
+                self.tool_deltas = self.tools.start(index, block)
+        elif block.get("type") == "input_json_delta":
+            if answer is not None and answer.owns(index):
+                fragment = block.get("partial_json")
+                return answer.fragment(fragment) if isinstance(fragment, str) else ""
+            self.tool_deltas = self.tools.delta(index, block)
+        elif block.get("type") in ("text", "text_delta"):
+            text = block.get("text")
+            return text if isinstance(text, str) else ""
         return ""
 
     def final_event(self) -> StreamEvent:
-        finish_reason = _finish_reason(self.stop_reason)
+        answered = self.answer is not None and self.answer.used and not self.tools.started
+        finish_reason = _finish_reason(self.stop_reason, answered=answered)
         if not self.got_text and finish_reason == "content_filter":
             raise self.call.error(FailureClass.CONTENT_FILTER, "the provider refused", usage=self.usage)
         if not self.done or not self.got_text:
@@ -220,22 +292,28 @@ class _StreamState:
 
 class AnthropicAdapter(HttpAdapter):
     kind = "anthropic"
-    capabilities = frozenset({"tools"})  # JSON output and images: not translated yet
+    # Images go by URL (Anthropic fetches them) or inline, so inline_images stays False.
+    capabilities = frozenset({"tools", "parallel_tools", "images", "json_object", "json_schema", "reasoning"})
 
-    def call_for(self, request: ChatRequest, *, stream: bool) -> UpstreamCall:
+    def call_for(self, request: ChatRequest, *, stream: bool) -> AnthropicCall:
         api_key = request.provider.api_key
         check_api_key(api_key)
-        return UpstreamCall(
+        body, output = compose(request, stream=stream)
+        headers = {
+            "x-api-key": api_key,
+            "anthropic-version": ANTHROPIC_VERSION,
+            "accept": "text/event-stream" if stream else "application/json",
+        }
+        if output is not None and output.output_format is not None:
+            headers["anthropic-beta"] = STRUCTURED_OUTPUTS_BETA
+        return AnthropicCall(
             url=f"{request.provider.base_url}/v1/messages",
-            headers={
-                "x-api-key": api_key,
-                "anthropic-version": ANTHROPIC_VERSION,
-                "accept": "text/event-stream" if stream else "application/json",
-            },
-            body=build_body(request, stream=stream),
+            headers=headers,
+            body=body,
             api_key=api_key,
             timeout=timeout_for(request),
             classify=classify,
+            answer=output.tool if output is not None else None,
         )
 
     def parse(self, call: UpstreamCall, data: Any, model: str) -> ChatResponse:
