@@ -1,8 +1,26 @@
-"""Google Gemini (Generative Language API v1beta).
+"""Google Gemini (Generative Language API v1beta): the protocol shell.
 
 POST {base_url}/v1beta/models/{model}:generateContent, and :streamGenerateContent?alt=sse
-for streams (each `data:` is a whole GenerateContentResponse holding a text delta). The key
-goes in the `x-goog-api-key` header, never in the URL.
+for streams (each `data:` is a whole GenerateContentResponse holding a delta). The key goes
+in the `x-goog-api-key` header, never in the URL.
+
+Request: contents, systemInstruction, tools and toolConfig come from gemini_tools (turns,
+images as inlineData, function calls and results); generationConfig carries temperature,
+topP, maxOutputTokens, stopSequences, seed, presence/frequencyPenalty, and:
+- response_format json_object -> responseMimeType "application/json"; json_schema -> the
+  same plus responseSchema, the schema converted by gemini_schema (left out when it only
+  says "an object");
+- reasoning_effort -> thinkingConfig.thinkingBudget (none / minimal 0, or 128 on Pro models,
+  which cannot switch thinking off; low 1024, medium 8192, high 24576), only when the step's
+  model can reason (ChatRequest.can). Thoughts are never asked for (includeThoughts).
+`cannot_serve` names what Gemini cannot take (a JSON Schema keyword and where it is, a tool
+result for a call no earlier turn made), so the engine skips the step without a call.
+
+Response: text parts that are not `thought: true` are the answer; functionCall parts are tool
+calls (gemini_tools), and finish STOP with calls is "tool_calls". A stream sends each
+functionCall whole: it becomes a delta with index, id and name, then one with the whole
+arguments; a function call counts as content. MALFORMED_FUNCTION_CALL (and the other
+function-call failures) without any content -> bad_response.
 
 Usage is normalised: output_tokens = candidatesTokenCount + thoughtsTokenCount (Gemini
 counts thinking apart), reasoning_tokens = thoughtsTokenCount, cached_tokens =
@@ -21,10 +39,21 @@ A stream has no end marker: it is complete once a chunk carried a finishReason.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import quote
 
-from providers.engine.types import ChatRequest, ChatResponse, FailureClass, StreamEvent, Usage
+from providers.engine.types import (
+    ChatParams,
+    ChatRequest,
+    ChatResponse,
+    FailureClass,
+    Message,
+    ProviderError,
+    StreamEvent,
+    ToolCallDelta,
+    Usage,
+)
 
 from .common import (
     HttpAdapter,
@@ -32,12 +61,22 @@ from .common import (
     count,
     default_classify,
     error_from_payload,
-    merge_turns,
     parse_json,
     stream_ended_early,
     timeout_for,
 )
 from .errors import check_api_key
+from .gemini_schema import SchemaRefused, to_gemini
+from .gemini_tools import (
+    CallIds,
+    UntranslatableTurn,
+    answer_parts,
+    contents,
+    tool_call,
+    tool_deltas,
+    tool_fields,
+    untranslatable,
+)
 from .sse import SSEEvent
 
 FINISH_REASONS = {
@@ -51,6 +90,11 @@ FINISH_REASONS = {
     "IMAGE_SAFETY": "content_filter",
     "FINISH_REASON_UNSPECIFIED": None,
 }
+# Finish reasons of a function call that went wrong: without any content, a bad response.
+CALL_FAILURES = {"MALFORMED_FUNCTION_CALL", "UNEXPECTED_TOOL_CALL", "TOO_MANY_TOOL_CALLS"}
+THINKING_BUDGETS = {"none": 0, "minimal": 0, "low": 1024, "medium": 8192, "high": 24576}
+PRO_MIN_BUDGET = 128  # Pro models cannot switch thinking off; 128 tokens is the least they take
+_PRO = re.compile(r"(?:^|[-/])pro(?:-|$)")
 _STATUS_CLASSES = {
     "UNAUTHENTICATED": FailureClass.AUTH_ERROR,
     "PERMISSION_DENIED": FailureClass.AUTH_ERROR,
@@ -61,12 +105,19 @@ _STATUS_CLASSES = {
     "INTERNAL": FailureClass.SERVER_ERROR,
     "UNAVAILABLE": FailureClass.SERVER_ERROR,
 }
+SCHEMA_PATH = "response_format.json_schema.schema"
 
 
 def build_body(request: ChatRequest) -> dict[str, Any]:
+    """The generateContent body; a request Gemini cannot take (see cannot_serve) raises
+    invalid_request here (the engine skips such a step before calling it)."""
     params = request.params
-    system, turns = merge_turns(request.messages, assistant_role="model")
-    body: dict[str, Any] = {"contents": [{"role": role, "parts": [{"text": text}]} for role, text in turns]}
+    try:
+        system, turns = contents(request.messages, request.model)
+        body: dict[str, Any] = {"contents": turns, **tool_fields(params)}
+        output = _output_config(params)
+    except (SchemaRefused, UntranslatableTurn) as exc:
+        raise ProviderError(FailureClass.INVALID_REQUEST, exc.reason) from None
     if system:
         body["systemInstruction"] = {"parts": [{"text": system}]}
     config = {
@@ -77,11 +128,48 @@ def build_body(request: ChatRequest) -> dict[str, Any]:
         "seed": params.seed,
         "presencePenalty": params.presence_penalty,
         "frequencyPenalty": params.frequency_penalty,
+        "thinkingConfig": _thinking(request),
     }
-    config = {name: value for name, value in config.items() if value is not None}
+    config = {name: value for name, value in config.items() if value is not None} | output
     if config:
         body["generationConfig"] = config
     return body
+
+
+def _output_config(params: ChatParams) -> dict[str, Any]:
+    """responseMimeType (and responseSchema) for a JSON response format; raises SchemaRefused."""
+    kind = (params.response_format or {}).get("type")
+    if kind not in ("json_object", "json_schema"):
+        return {}
+    config: dict[str, Any] = {"responseMimeType": "application/json"}
+    schema = (
+        (params.response_format.get("json_schema") or {}).get("schema") if kind == "json_schema" else None
+    )
+    if schema:
+        converted = to_gemini(schema, SCHEMA_PATH, ordering=True)
+        if converted.get("type") != "OBJECT" or converted.get("properties"):  # not just "any object"
+            config["responseSchema"] = converted
+    return config
+
+
+def _thinking(request: ChatRequest) -> dict[str, int] | None:
+    effort = request.params.reasoning_effort
+    if effort not in THINKING_BUDGETS or not request.can("reasoning"):
+        return None
+    budget = THINKING_BUDGETS[effort]
+    if budget == 0 and _PRO.search(request.model.lower()):
+        budget = PRO_MIN_BUDGET
+    return {"thinkingBudget": budget}
+
+
+def cannot_serve(messages: tuple[Message, ...], params: ChatParams) -> str | None:
+    """Why Gemini cannot carry this request (a schema keyword, an unnamed tool result), or None."""
+    try:
+        tool_fields(params)
+        _output_config(params)
+    except SchemaRefused as exc:
+        return exc.reason
+    return untranslatable(messages)
 
 
 def classify(status: int | None, payload: Any, text: str) -> tuple[FailureClass, str]:
@@ -126,16 +214,9 @@ def _finish_reason(raw: Any) -> str | None:
     return FINISH_REASONS.get(raw, raw.lower())
 
 
-def _candidate_text(candidate: dict[str, Any]) -> str:
+def _candidate_parts(candidate: dict[str, Any]) -> Any:
     content = candidate.get("content")
-    parts = content.get("parts") if isinstance(content, dict) else None
-    if not isinstance(parts, list):
-        return ""
-    return "".join(
-        part["text"]
-        for part in parts
-        if isinstance(part, dict) and isinstance(part.get("text"), str) and not part.get("thought")
-    )
+    return content.get("parts") if isinstance(content, dict) else None
 
 
 def _first_candidate(call: UpstreamCall, data: Any, usage: Usage | None) -> dict[str, Any] | None:
@@ -154,36 +235,57 @@ def _first_candidate(call: UpstreamCall, data: Any, usage: Usage | None) -> dict
     return None
 
 
+def _no_answer(call: UpstreamCall, raw_finish: Any, usage: Usage | None) -> ProviderError | None:
+    """The error for an answer without any content that ended for a reason that explains it."""
+    if _finish_reason(raw_finish) == "content_filter":
+        return call.error(FailureClass.CONTENT_FILTER, f"the answer was blocked: {raw_finish}", usage=usage)
+    if raw_finish in CALL_FAILURES:
+        return call.error(
+            FailureClass.BAD_RESPONSE, f"the model's function call failed: {raw_finish}", usage=usage
+        )
+    return None
+
+
+def _with_calls(finish_reason: str | None, has_calls: bool) -> str | None:
+    """Gemini ends an answer that calls functions with STOP; OpenAI's vocabulary says tool_calls."""
+    return "tool_calls" if has_calls and finish_reason in ("stop", None) else finish_reason
+
+
 def parse_response(call: UpstreamCall, data: Any, model: str) -> ChatResponse:
     usage = parse_usage(data.get("usageMetadata")) if isinstance(data, dict) else None
     candidate = _first_candidate(call, data, usage)
     if candidate is None:
         raise call.error(FailureClass.BAD_RESPONSE, "a 200 response without candidates", usage=usage)
-    text = _candidate_text(candidate)
-    finish_reason = _finish_reason(candidate.get("finishReason"))
-    if not text and finish_reason == "content_filter":
-        reason = candidate.get("finishReason")
-        raise call.error(FailureClass.CONTENT_FILTER, f"the answer was blocked: {reason}", usage=usage)
+    text, calls = answer_parts(_candidate_parts(candidate))
+    error = None if text or calls else _no_answer(call, candidate.get("finishReason"), usage)
+    if error is not None:
+        raise error
+    ids = CallIds(data.get("responseId"))
     return ChatResponse(
         text=text,
-        finish_reason=finish_reason,
+        finish_reason=_with_calls(_finish_reason(candidate.get("finishReason")), bool(calls)),
         usage=usage,
         model=str(data.get("modelVersion") or model),
         response_id=str(data.get("responseId") or ""),
+        tool_calls=tuple(tool_call(c, ids) for c in calls),
     )
 
 
 class _StreamState:
+    """What a stream has said so far: text and whole function calls, chunk by chunk."""
+
     def __init__(self, call: UpstreamCall) -> None:
         self.call = call
-        self.got_text = False
+        self.got_text = False  # any content: text or a function call
         self.finished = False
-        self.finish_reason: str | None = None
+        self.raw_finish: Any = None
         self.usage: Usage | None = None
+        self.ids: CallIds | None = None
+        self.tool_deltas: tuple[ToolCallDelta, ...] = ()  # the last event's tool-call pieces
 
     def feed(self, event: SSEEvent) -> str:
-        data = event.data
-        chunk = parse_json(self.call, data, what="stream event")
+        self.tool_deltas = ()
+        chunk = parse_json(self.call, event.data, what="stream event")
         if isinstance(chunk, dict) and isinstance(chunk.get("usageMetadata"), dict):
             self.usage = parse_usage(chunk["usageMetadata"])
         candidate = _first_candidate(self.call, chunk, self.usage)
@@ -191,21 +293,31 @@ class _StreamState:
             return ""
         if candidate.get("finishReason"):
             self.finished = True
-            self.finish_reason = _finish_reason(candidate["finishReason"])
-        text = _candidate_text(candidate)
-        self.got_text = self.got_text or bool(text)
+            self.raw_finish = candidate["finishReason"]
+        text, calls = answer_parts(_candidate_parts(candidate))
+        if calls:
+            self.ids = self.ids or CallIds(chunk.get("responseId"))
+            self.tool_deltas = tool_deltas(calls, self.ids)
+        self.got_text = self.got_text or bool(text) or bool(calls)
         return text
 
     def final_event(self) -> StreamEvent:
-        if not self.got_text and self.finish_reason == "content_filter":
-            raise self.call.error(FailureClass.CONTENT_FILTER, "the answer was blocked", usage=self.usage)
+        error = None if self.got_text else _no_answer(self.call, self.raw_finish, self.usage)
+        if error is not None:
+            raise error
         if not self.finished or not self.got_text:
             raise stream_ended_early(self.call, got_text=self.got_text, usage=self.usage)
-        return StreamEvent(finish_reason=self.finish_reason, usage=self.usage)
+        finish_reason = _with_calls(_finish_reason(self.raw_finish), self.ids is not None)
+        return StreamEvent(finish_reason=finish_reason, usage=self.usage)
 
 
 class GeminiAdapter(HttpAdapter):
     kind = "gemini"
+    capabilities = frozenset({"tools", "parallel_tools", "images", "json_object", "json_schema", "reasoning"})
+    inline_images = True  # Gemini cannot fetch image URLs: the engine sends them as inlineData
+
+    def cannot_serve(self, messages: tuple[Message, ...], params: ChatParams) -> str | None:
+        return cannot_serve(messages, params)
 
     def call_for(self, request: ChatRequest, *, stream: bool) -> UpstreamCall:
         api_key = request.provider.api_key

@@ -179,9 +179,7 @@ async def test_a_chain_with_no_step_that_can_see_images_is_a_400_naming_it(api, 
     assert upstream.requests == []
 
 
-async def test_a_text_request_still_goes_to_a_model_that_cannot_see_images(
-    api, api_key, upstream, provider
-):
+async def test_a_text_request_still_goes_to_a_model_that_cannot_see_images(api, api_key, upstream, provider):
     await sync_to_async(ModelCapability.objects.create)(
         provider_kind="openai_compatible", model="blind", images=False, as_of="2025-11-20"
     )

@@ -25,6 +25,20 @@ WEATHER_TOOL = {
     },
 }
 ASK = [{"role": "user", "content": "Weather in Paris?"}]
+# Gemini carries tools, but its Schema has no patternProperties: such a step is skipped.
+MAP_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "tag",
+        "parameters": {
+            "type": "object",
+            "properties": {"tags": {"type": "object", "patternProperties": {"^x-": {"type": "string"}}}},
+        },
+    },
+}
+GEMINI_REFUSAL = (
+    "cannot take JSON Schema keyword 'patternProperties' (tools[0].function.parameters.properties.tags)"
+)
 CALL = FakeToolCall("get_weather", {"city": "Paris"}, id="call_w1")
 
 
@@ -122,31 +136,25 @@ async def test_a_step_that_cannot_carry_tools_is_skipped_without_a_call(
     chain = await sync_to_async(make_chain)("mixed", ["gemini-x"], gemini_provider)
     await ChainStep.objects.acreate(chain=chain, position=1, provider=provider, model="backup")
     upstream.script("openai", [Fault.tool_calls([CALL])], model="backup")
-    response = await api.post(URL, json=body(model="mixed"), headers=auth(api_key))
+    response = await api.post(URL, json=body(model="mixed", tools=[MAP_TOOL]), headers=auth(api_key))
     assert response.status_code == 200, response.text
     attempts = response.json()["rana"]["attempts"]
     assert [a["outcome"] for a in attempts] == ["capability_skipped", "success"]
-    assert "tools" in attempts[0]["error"] and response.headers["x-rana-attempts"] == "1"
+    assert GEMINI_REFUSAL in attempts[0]["error"] and response.headers["x-rana-attempts"] == "1"
     assert [r.path for r in upstream.requests] == ["/v1/chat/completions"]  # nothing to Gemini
     skipped = await Attempt.objects.aget(outcome="capability_skipped")
-    assert skipped.provider_name == "gem" and "tools" in skipped.error_message
+    assert skipped.provider_name == "gem" and GEMINI_REFUSAL in skipped.error_message
 
 
 async def test_a_chain_with_no_step_that_can_is_a_400_naming_the_capability(
     api, api_key, upstream, gemini_provider, anthropic_provider
 ):
     await sync_to_async(make_chain)("gemini-only", ["gemini-x"], gemini_provider)
-    response = await api.post(URL, json=body(model="gemini-only"), headers=auth(api_key))
+    response = await api.post(URL, json=body(model="gemini-only", tools=[MAP_TOOL]), headers=auth(api_key))
     assert response.status_code == 400
     error = response.json()["error"]
-    assert error["code"] == "unsupported_capability" and "tools" in error["message"]
+    assert error["code"] == "unsupported_capability" and GEMINI_REFUSAL in error["message"]
     assert "step 1 (gem / gemini-x)" in error["message"] and STORED_KEY not in response.text
-    await sync_to_async(make_chain)("claude-only", ["claude-x"], anthropic_provider)
-    schema = {"type": "json_schema", "json_schema": {"name": "w", "schema": {"type": "object"}}}
-    response = await api.post(
-        URL, json=body(model="claude-only", response_format=schema), headers=auth(api_key)
-    )
-    assert response.status_code == 400 and "json_schema" in response.json()["error"]["message"]
     assert upstream.requests == []
 
 
@@ -212,6 +220,27 @@ async def test_tool_results_reach_anthropic_as_tool_result_blocks_in_one_user_tu
         {"type": "tool_result", "tool_use_id": "toolu_1", "content": "18"},
         {"type": "tool_result", "tool_use_id": "toolu_2", "content": "19"},
     ]
+
+
+async def test_a_json_schema_reaches_anthropic_as_a_forced_tool_and_comes_back_as_content(
+    api, api_key, upstream, claude
+):
+    schema = {
+        "type": "json_schema",
+        "json_schema": {"name": "w", "schema": {"type": "object", "required": ["temp_c"]}},
+    }
+    answer = Fault.json({"temp_c": 18}, as_tool="json_answer")
+    upstream.script("anthropic", [answer], model="claude-x")
+    response = await api.post(
+        URL, json={"model": "claude-only", "messages": ASK, "response_format": schema}, headers=auth(api_key)
+    )
+    assert response.status_code == 200, response.text
+    choice = response.json()["choices"][0]
+    assert json.loads(choice["message"]["content"]) == {"temp_c": 18} and choice["finish_reason"] == "stop"
+    assert "tool_calls" not in choice["message"] or not choice["message"]["tool_calls"]
+    sent = upstream.requests[0].json
+    assert sent["tools"][0]["input_schema"] == schema["json_schema"]["schema"]
+    assert sent["tool_choice"] == {"type": "tool", "name": "json_answer"}
 
 
 async def test_a_json_schema_response_format_is_passed_through(api, api_key, upstream):
