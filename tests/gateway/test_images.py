@@ -187,3 +187,43 @@ async def test_a_text_request_still_goes_to_a_model_that_cannot_see_images(api, 
     response = await post(api, api_key, [{"role": "user", "content": "hi"}], model="blind-text")
     assert response.status_code == 200, response.text
     assert [r.model for r in upstream.requests] == ["blind"]
+
+
+async def test_a_gemini_step_gets_a_fetched_url_image_inline(api, api_key, upstream, image_host, settings):
+    from .test_tools import provider_on_the_fake
+
+    settings.RANA_ALLOWED_IMAGE_HOSTS = ["127.0.0.1"]  # the operator allows this image host
+    gemini = await sync_to_async(provider_on_the_fake)(
+        upstream, name="gem", kind="gemini", key="AIza" + "g" * 35
+    )
+    await sync_to_async(make_chain)("gem-eyes", ["gemini-x"], gemini)
+    before = image_host.connections_opened
+    url = f"http://127.0.0.1:{image_host.port}/cat.png"
+    response = await post(api, api_key, look(url), model="gem-eyes")
+    assert response.status_code == 200, response.text
+    parts = upstream.requests[0].json["contents"][0]["parts"]
+    assert parts[0] == {"text": "What is in this picture?"}
+    assert parts[1] == {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(PNG).decode()}}
+    assert image_host.connections_opened == before + 1
+
+
+async def test_an_anthropic_step_gets_a_data_url_as_base64_and_a_url_by_reference(api, api_key, upstream):
+    from .test_tools import provider_on_the_fake
+
+    claude = await sync_to_async(provider_on_the_fake)(
+        upstream, name="claude", kind="anthropic", key="sk-ant-" + "k" * 30
+    )
+    await sync_to_async(make_chain)("claude-eyes", ["claude-x"], claude)
+    messages = look(PNG_DATA_URL)
+    messages[0]["content"].append({"type": "image_url", "image_url": {"url": "https://example.com/b.png"}})
+    response = await post(api, api_key, messages, model="claude-eyes")
+    assert response.status_code == 200, response.text
+    [turn] = upstream.requests[0].json["messages"]
+    assert turn["content"] == [
+        {"type": "text", "text": "What is in this picture?"},
+        {
+            "type": "image",
+            "source": {"type": "base64", "media_type": "image/png", "data": PNG_DATA_URL.split(",")[1]},
+        },
+        {"type": "image", "source": {"type": "url", "url": "https://example.com/b.png"}},
+    ]
