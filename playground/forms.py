@@ -1,15 +1,23 @@
-"""Playground forms: a prompt with its parameters, injected faults, and a two-chain compare.
+"""Playground forms: a prompt with its parameters, tools, response format and an image,
+injected faults, tool results typed by hand, and a two-chain compare.
 
 Parameters are checked twice over: by Django fields (range and type, with the field's own
 error) and by the providers service's own normalisers, whose InvalidRequest names the field,
-so what the form accepts is exactly what the service accepts.
+so what the form accepts is exactly what the service accepts. Tools and the response format
+are sent as OpenAI-shaped params; JSON that does not parse, or a schema that is not a JSON
+Schema, is an error on its field.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
 from django import forms
+from django.conf import settings
+from jsonschema import validators
+from jsonschema.exceptions import SchemaError
 
 from providers.models import FallbackChain
 from providers.selectors import chain_list
@@ -17,6 +25,67 @@ from providers.services import FAULT_CHOICES, STREAM_CUT, FaultSpec, params_norm
 from providers.types import InvalidRequest
 
 PARAM_FIELDS = ("temperature", "max_tokens", "top_p", "stop")
+CAPABILITY_FIELDS = ("tools", "tool_choice", "response_format", "schema")
+
+TOOLS_EXAMPLE = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "The current weather in a city",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string", "description": "City name, e.g. Paris"}},
+                "required": ["city"],
+            },
+        },
+    }
+]
+SCHEMA_EXAMPLE = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}, "temperature_c": {"type": "number"}},
+    "required": ["city", "temperature_c"],
+    "additionalProperties": False,
+}
+SCHEMA_NAME = "answer"
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
+
+
+def example_json(value: Any) -> str:
+    return json.dumps(value, indent=2)
+
+
+def sniff_image(head: bytes) -> str | None:
+    """The image type the bytes say they are (magic numbers): png, jpeg, gif or webp."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "image/gif"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def _parse_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        where = f" (line {exc.lineno}, column {exc.colno})" if hasattr(exc, "lineno") else ""
+        raise forms.ValidationError(f"This is not valid JSON{where}: {getattr(exc, 'msg', exc)}.") from None
+
+
+def _schema_error(schema: Any, where: str) -> str | None:
+    """Why `schema` is not a JSON Schema the answer can be checked against, or None."""
+    if not isinstance(schema, dict):
+        return f"{where} must be a JSON object."
+    try:
+        validators.validator_for(schema).check_schema(schema)
+    except SchemaError as exc:
+        path = "/".join(str(p) for p in exc.absolute_path)
+        return f"{where} is not a valid JSON Schema{f' at /{path}' if path else ''}: {exc.message}."
+    return None
 
 
 def chain_choices() -> list[tuple[str, str]]:
@@ -60,25 +129,183 @@ class ParamsMixin(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        if not any(name in self.errors for name in PARAM_FIELDS):
+        if not any(name in self.errors for name in (*PARAM_FIELDS, *CAPABILITY_FIELDS)):
             try:
                 params_normalise(self.params())
             except InvalidRequest as exc:
-                self.add_error(exc.field if exc.field in self.fields else None, exc.message)
+                field = self.error_field(exc.field)
+                words = exc.message if field == exc.field else f"{exc.field}: {exc.message}"
+                self.add_error(field, words)
         return cleaned
+
+    def error_field(self, field: str) -> str | None:
+        """The form field an InvalidRequest's field names (None: the whole form)."""
+        return field if field in self.fields else None
+
+
+def _code(rows: int, placeholder: str = "") -> forms.Textarea:
+    attrs = {"rows": rows, "spellcheck": "false", "class": "pg-code", "autocomplete": "off"}
+    return forms.Textarea(attrs={**attrs, "placeholder": placeholder} if placeholder else attrs)
 
 
 class PromptForm(ParamsMixin):
     chain = forms.ChoiceField(label="Chain")
     parent = forms.UUIDField(required=False, widget=forms.HiddenInput)
+    image = forms.FileField(
+        required=False,
+        label="Attach an image",
+        widget=forms.FileInput(attrs={"accept": ",".join(IMAGE_TYPES)}),
+    )
+    tools = forms.CharField(
+        required=False,
+        widget=_code(6, '[{"type": "function", "function": {"name": ..., "parameters": {...}}}]'),
+        label="Tools (JSON)",
+        help_text="A list of OpenAI function tools. Leave empty for none.",
+    )
+    tool_choice = forms.ChoiceField(
+        required=False,
+        choices=[("auto", "auto"), ("none", "none"), ("required", "required")],
+        initial="auto",
+        label="Tool choice",
+    )
+    response_format = forms.ChoiceField(
+        required=False,
+        choices=[("text", "Text"), ("json_object", "JSON object"), ("json_schema", "JSON schema")],
+        initial="text",
+        label="Response format",
+    )
+    schema = forms.CharField(
+        required=False,
+        widget=_code(6, '{"type": "object", "properties": {...}}'),
+        label="JSON schema",
+        help_text="The JSON Schema the answer must follow.",
+    )
 
-    field_order = ["chain", "system", "message", "temperature", "max_tokens", "top_p", "stop", "stream"]
+    field_order = [
+        "chain",
+        "system",
+        "message",
+        "image",
+        "temperature",
+        "max_tokens",
+        "top_p",
+        "stop",
+        "stream",
+        "tools",
+        "tool_choice",
+        "response_format",
+        "schema",
+    ]
+    tools_example = example_json(TOOLS_EXAMPLE)
+    schema_example = example_json(SCHEMA_EXAMPLE)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["chain"].choices = chain_choices()
         if not self.is_bound and "chain" not in self.initial:
             self.initial["chain"] = default_chain_slug()
+
+    @property
+    def image_limit(self) -> int:
+        return int(settings.RANA_IMAGE_MAX_BYTES)
+
+    def clean_image(self) -> str | None:
+        """The attached image as a data: URL (the hub checks it again when the run is sent)."""
+        upload = self.cleaned_data.get("image")
+        if not upload:
+            return None
+        limit = self.image_limit
+        if upload.size > limit:
+            raise forms.ValidationError(
+                f"The image is {upload.size:,} bytes; the limit is {limit:,} bytes (RANA_IMAGE_MAX_BYTES)."
+            )
+        raw = upload.read()
+        media_type = sniff_image(raw[:16])
+        if media_type is None:
+            raise forms.ValidationError("Attach a PNG, JPEG, GIF or WebP image: this file is not one.")
+        return f"data:{media_type};base64,{base64.b64encode(raw).decode('ascii')}"
+
+    def clean_tools(self) -> list | None:
+        text = (self.cleaned_data.get("tools") or "").strip()
+        if not text:
+            return None
+        value = _parse_json(text)
+        try:
+            params_normalise({"tools": value})
+        except InvalidRequest as exc:
+            raise forms.ValidationError(f"{exc.field}: {exc.message}.") from None
+        for j, tool in enumerate(value):
+            error = _schema_error(tool["function"].get("parameters", {}), f"tools[{j}].function.parameters")
+            if error:
+                raise forms.ValidationError(error)
+        return value or None
+
+    def _response_format(self) -> dict[str, Any] | None:
+        """The response_format param from the format picked and its schema (errors on `schema`)."""
+        kind = self.cleaned_data.get("response_format") or "text"
+        if kind == "json_object":
+            return {"type": "json_object"}
+        if kind != "json_schema":
+            return None
+        text = (self.cleaned_data.get("schema") or "").strip()
+        if not text:
+            self.add_error("schema", "Give the JSON schema the answer must follow (or pick another format).")
+            return None
+        try:
+            value = _parse_json(text)
+        except forms.ValidationError as exc:
+            self.add_error("schema", exc)
+            return None
+        # Either the schema itself, or OpenAI's {"name", "schema", "strict"} wrapper around it.
+        wrapped = isinstance(value, dict) and isinstance(value.get("schema"), dict) and "name" in value
+        spec = dict(value) if wrapped else {"name": SCHEMA_NAME, "schema": value}
+        error = _schema_error(spec["schema"], "The schema")
+        if error:
+            self.add_error("schema", error)
+            return None
+        return {"type": "json_schema", "json_schema": spec}
+
+    def clean(self) -> dict[str, Any]:
+        if "schema" not in self.errors and "response_format" not in self.errors:
+            self.cleaned_data["response_format_param"] = self._response_format()
+        return super().clean()
+
+    def params(self) -> dict[str, Any]:
+        params = super().params()
+        data = self.cleaned_data
+        if data.get("tools"):
+            params["tools"] = data["tools"]
+            params["tool_choice"] = data.get("tool_choice") or "auto"
+        if data.get("response_format_param"):
+            params["response_format"] = data["response_format_param"]
+        return params
+
+    def error_field(self, field: str) -> str | None:
+        head = field.split("[", 1)[0].split(".", 1)[0]
+        if head == "response_format":
+            head = "schema" if (self.cleaned_data.get("response_format") == "json_schema") else head
+        return head if head in self.fields else super().error_field(field)
+
+
+class ToolResultsForm(forms.Form):
+    """One result per tool call of an answer, typed by hand (sent back as tool messages)."""
+
+    def __init__(self, *args: Any, calls: list[dict[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.calls = calls
+        for index, call in enumerate(calls):
+            self.fields[f"result_{index}"] = forms.CharField(
+                label=f"Result of {call['name']}",
+                strip=False,
+                widget=_code(3, '{"temperature_c": 18, "sky": "clear"}'),
+                error_messages={"required": f"Write what {call['name']} returned (any text or JSON)."},
+            )
+
+    def rows(self) -> list[tuple[dict[str, str], forms.BoundField]]:
+        return [(call, self[f"result_{i}"]) for i, call in enumerate(self.calls)]
+
+    def results(self) -> list[str]:
+        return [self.cleaned_data[f"result_{i}"] for i in range(len(self.calls))]
 
 
 class CompareForm(ParamsMixin):

@@ -2,7 +2,10 @@
 
 The ledger (providers.Completion / Attempt) holds what happened upstream; a run holds what
 the user asked (the whole conversation sent, parameters, injected faults) and the answer
-text, which the ledger never stores. `completion_id` joins the two.
+(its text and the tool calls it made), which the ledger never stores. `completion_id` joins
+the two. Messages are OpenAI-shaped dicts (playground.messages); an attached image is a data:
+URL inside its user message, so `title` keeps a line of the prompt for the history list,
+which never loads the messages.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+
+from . import messages as shapes
 
 LOST_AFTER = timedelta(hours=1)  # the longest chain deadline allowed is 3600 s
 
@@ -39,6 +44,8 @@ class PlaygroundRun(models.Model):
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.PENDING)
     outcome = models.CharField(max_length=24, blank=True)  # a CompletionOutcome, or "invalid" / "error"
     answer = models.TextField(blank=True)
+    tool_calls = models.JSONField(default=list, blank=True)  # the answer's calls, OpenAI's shape
+    title = models.CharField(max_length=200, blank=True)  # what this run added, for the history
     error_message = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -52,12 +59,38 @@ class PlaygroundRun(models.Model):
 
     @property
     def prompt(self) -> str:
-        """The user message this run added to the conversation."""
-        return next((m["content"] for m in reversed(self.messages) if m.get("role") == "user"), "")
+        """The text of the last user message in the conversation."""
+        user = next((m for m in reversed(self.messages) if m.get("role") == "user"), None)
+        return shapes.text_of(user.get("content")) if user else ""
+
+    @property
+    def images(self) -> list[str]:
+        """The image URLs this run's own user message attached (data: URLs included)."""
+        added = shapes.added_messages(self.messages)
+        return [url for m in added if m.get("role") == "user" for url in shapes.images_of(m.get("content"))]
+
+    @property
+    def tool_results(self) -> list[dict[str, str]]:
+        """The tool results this run sent (it answered the previous run's tool calls), or []."""
+        return shapes.tool_results(self.messages)
+
+    @property
+    def calls(self) -> list[dict[str, str]]:
+        """The answer's tool calls: id, name and arguments pretty-printed."""
+        return shapes.calls_for_display(self.tool_calls)
+
+    @property
+    def wants_json(self) -> bool:
+        return (self.params.get("response_format") or {}).get("type") in ("json_object", "json_schema")
+
+    @property
+    def json_answer(self) -> str | None:
+        """The answer pretty-printed, when a JSON response format was asked for and it is JSON."""
+        return shapes.pretty_json(self.answer) if self.wants_json else None
 
     @property
     def system(self) -> str:
-        return next((m["content"] for m in self.messages if m.get("role") == "system"), "")
+        return next((shapes.text_of(m["content"]) for m in self.messages if m.get("role") == "system"), "")
 
     @property
     def finished(self) -> bool:

@@ -10,8 +10,19 @@ from django.template.loader import render_to_string
 from providers.services import completion_timeline_await
 from rana_site import htmx
 
+from .forms import ToolResultsForm
 from .models import PlaygroundRun
 from .selectors import run_thread
+
+ANSWERED = ("success", "cache_hit")
+
+
+def tool_form(run: PlaygroundRun, data: Any = None) -> ToolResultsForm | None:
+    """The form to answer a finished answer's tool calls by hand (None when there is none to
+    answer: no calls, a failed or compared run)."""
+    if not run.tool_calls or not run.finished or run.outcome not in ANSWERED or run.compare_group:
+        return None
+    return ToolResultsForm(data, calls=run.calls, auto_id=f"id_{run.pk.hex[:12]}_%s")
 
 
 def page_or_fragment(
@@ -24,17 +35,19 @@ def page_or_fragment(
     )
 
 
-def turn(run: PlaygroundRun) -> dict[str, Any]:
+def turn(run: PlaygroundRun, *, earlier: bool = False) -> dict[str, Any]:
     """One run as the templates show it: the run and, once finished, its timeline (its ledger
-    rows waited for first, since they are written behind the answer, maybe by another worker)."""
+    rows waited for first, since they are written behind the answer, maybe by another worker),
+    and the form to answer its tool calls unless a later turn of the thread follows it."""
     timeline = None
     if run.finished and run.completion_id is not None:
         timeline = completion_timeline_await(request_id=run.completion_id)
-    return {"run": run, "timeline": timeline}
+    return {"run": run, "timeline": timeline, "tool_form": None if earlier else tool_form(run)}
 
 
 def thread_turns(run: PlaygroundRun) -> list[dict[str, Any]]:
-    return [turn(r) for r in run_thread(run)]
+    runs = run_thread(run)
+    return [turn(r, earlier=i < len(runs) - 1) for i, r in enumerate(runs)]
 
 
 def answer_html(request: HttpRequest, run: PlaygroundRun) -> str:

@@ -46,10 +46,18 @@ def run_thread(run: PlaygroundRun) -> list[PlaygroundRun]:
 
 
 def runs_recent(*, user_id: int, limit: int = HISTORY_SIZE) -> list[PlaygroundRun]:
-    """The user's latest runs, each with its recorded cost (cost_usd, unpriced) from the ledger."""
+    """The user's latest runs, each with its recorded cost (cost_usd, unpriced) from the ledger.
+
+    Light: the conversation (which may carry images as data: URLs), the answer and the tool
+    calls are not loaded; `title` says what each run asked."""
     ledger = Completion.objects.filter(pk=OuterRef("completion_id"))
-    runs = PlaygroundRun.objects.filter(user_id=user_id).annotate(
-        cost_usd=Subquery(ledger.values("cost_usd")[:1]), unpriced=Subquery(ledger.values("unpriced")[:1])
+    heavy = ("messages", "params", "answer", "tool_calls", "error_message")
+    runs = (
+        PlaygroundRun.objects.filter(user_id=user_id)
+        .defer(*heavy)
+        .annotate(
+            cost_usd=Subquery(ledger.values("cost_usd")[:1]), unpriced=Subquery(ledger.values("unpriced")[:1])
+        )
     )
     return list(runs.order_by("-created_at")[:limit])
 

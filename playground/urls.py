@@ -11,6 +11,7 @@ urlpatterns = [
     path("compare", views_run.compare, name="compare"),
     path("runs/<uuid:run_id>/", views.run_detail, name="run_detail"),
     path("runs/<uuid:run_id>/replay", views.replay, name="replay"),
+    path("runs/<uuid:run_id>/tool-results", views.tool_results, name="tool_results"),
     path("runs/<uuid:run_id>/stream", views_run.run_stream, name="run_stream"),
     path("runs/<uuid:run_id>/complete", views_run.run_complete, name="run_complete"),
     path("runs/<uuid:run_id>/answer", views_run.run_answer, name="run_answer"),

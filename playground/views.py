@@ -1,6 +1,7 @@
 """Playground pages: the chat workspace, sending a prompt, reopening and replaying a run, history.
 
-Login is required everywhere (LoginRequiredMiddleware). A sent prompt becomes a pending run;
+Login is required everywhere (LoginRequiredMiddleware). A sent prompt (or the results of an
+answer's tool calls, typed by hand) becomes a pending run;
 its answer fragment then executes it, by server-sent events (views_run.run_stream) or one
 POST (views_run.run_complete), so the page shows a busy state and a Stop button works for
 both. Without JavaScript the prompt is answered in the POST and the browser is redirected
@@ -9,6 +10,7 @@ to the run's page.
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -19,9 +21,9 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import reswap, retarget
 
 from . import services
-from .forms import PromptForm, fault_formset, fault_specs
+from .forms import SCHEMA_NAME, PromptForm, fault_formset, fault_specs
 from .models import PlaygroundRun
-from .rendering import page_or_fragment, thread_turns, turn
+from .rendering import page_or_fragment, thread_turns, tool_form, turn
 from .selectors import chain_steps, run_get, runs_recent
 
 
@@ -34,8 +36,20 @@ def _workspace(
     )
 
 
+def _schema_text(response_format: dict) -> str:
+    spec = response_format.get("json_schema") or {}
+    value = (
+        spec.get("schema", {})
+        if spec.get("name") == SCHEMA_NAME and set(spec) == {"name", "schema"}
+        else spec
+    )
+    return json.dumps(value, indent=2)
+
+
 def _form_from_run(run: PlaygroundRun) -> tuple[PromptForm, Any]:
+    """The form to go on from a run: its chain, system prompt, parameters, tools and format."""
     params = run.params
+    response_format = params.get("response_format") or {}
     initial = {
         "chain": run.chain_slug,
         "system": run.system,
@@ -43,6 +57,10 @@ def _form_from_run(run: PlaygroundRun) -> tuple[PromptForm, Any]:
         "stream": run.stream,
         **{k: params.get(k) for k in ("temperature", "max_tokens", "top_p")},
         "stop": "\n".join(params.get("stop", [])),
+        "tools": json.dumps(params["tools"], indent=2) if params.get("tools") else "",
+        "tool_choice": params.get("tool_choice") if isinstance(params.get("tool_choice"), str) else "auto",
+        "response_format": response_format.get("type", "text"),
+        "schema": _schema_text(response_format) if response_format.get("type") == "json_schema" else "",
     }
     return PromptForm(initial=initial), fault_formset(steps=chain_steps(run.chain_slug), initial=run.faults)
 
@@ -93,22 +111,45 @@ def _started(request: HttpRequest, run: PlaygroundRun) -> HttpResponse:
 
 @require_POST
 def send(request: HttpRequest) -> HttpResponse:
-    form = PromptForm(request.POST)
+    form = PromptForm(request.POST, request.FILES)
     faults = fault_formset(request.POST, steps=chain_steps(request.POST.get("chain")))
     if not (form.is_valid() & faults.is_valid()):
         return _invalid(request, form, faults)
     data = form.cleaned_data
     parent = _parent(request, data.get("parent"))
+    messages = services.run_messages(
+        parent=parent, system=data["system"], message=data["message"], image_url=data.get("image")
+    )
     run = services.run_create(
         user_id=request.user.pk,
         chain_slug=data["chain"],
-        messages=services.run_messages(parent=parent, system=data["system"], message=data["message"]),
+        messages=messages,
         params=form.params(),
         faults=fault_specs(faults),
         stream=data["stream"],
         parent=parent,
     )
     return _started(request, run)
+
+
+@require_POST
+def tool_results(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
+    """Answer a run's tool calls by hand: a new run continues its thread with one tool message
+    per call, the same tools and parameters; the model's next answer follows."""
+    parent = run_get(run_id=run_id, user_id=request.user.pk)
+    form = tool_form(parent, request.POST) if parent is not None else None
+    if form is None:
+        raise Http404("No tool calls to answer on this run.")
+    if not form.is_valid():
+        context = {**turn(parent), "tool_form": form}
+        if request.htmx:
+            response = render(request, "playground/_tool_results.html", context)
+            return reswap(retarget(response, f"#pg-tools-{parent.pk}"), "outerHTML")
+        form_, faults = _form_from_run(parent)
+        turns = thread_turns(parent)
+        turns[-1]["tool_form"] = form
+        return _workspace(request, form_, faults, turns)
+    return _started(request, services.run_tool_results(parent=parent, results=form.results()))
 
 
 @require_POST

@@ -1,11 +1,16 @@
-"""Formatting for the attempt timeline: money, milliseconds, outcome classes."""
+"""Formatting for the attempt timeline: money, milliseconds, outcome classes, and what an
+attempt that was skipped or whose answer was refused means, in words."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from decimal import Decimal
+from typing import Any
 
 from django import template
 
+from playground.words import CANNOT_SERVE, needs_named
 from providers.services import redact
 
 register = template.Library()
@@ -61,3 +66,49 @@ def step_label(position: int | None) -> str:
 def masked(text: str) -> str:
     """Error text with anything shaped like a key masked (adapters mask theirs already)."""
     return redact(text or "")
+
+
+_SCHEMA = re.compile(r"^the answer breaks the response schema at (?P<where>.+?): (?P<what>.+)$", re.S)
+
+
+def _then(attempt: Any, following: Any | None) -> str:
+    """What the chain did after a failed attempt: retried the step, fell back, or stopped."""
+    if following is None:
+        return "no step was left to try"
+    if following.step_position == attempt.step_position:
+        return "retried"
+    return f"fell back to step {following.step_position + 1}"
+
+
+def attempt_words(attempt: Any, following: Any | None = None) -> str:
+    """An attempt that was skipped, or whose answer was refused, said in words ("" otherwise)."""
+    message = (attempt.error_message or "").strip()
+    if attempt.outcome == "capability_skipped":
+        match = CANNOT_SERVE.match(message)
+        if match is None:
+            return f"skipped: {message}" if message else "skipped: this step cannot serve the request"
+        why = match["why"]
+        if why.endswith("(capability table)"):
+            why = "per the capability table"
+        needs = " and ".join(needs_named(match["needs"]))
+        return f"skipped: model {attempt.model} cannot serve {needs} ({why})"
+    if attempt.outcome == "circuit_open":
+        return (
+            f"skipped: the circuit for {attempt.provider_name} / {attempt.model} is open (it failed recently)"
+        )
+    if attempt.outcome == "bad_response" and message:
+        match = _SCHEMA.match(message)
+        if match is not None:
+            where = match["where"]
+            where = "the root" if where == "(the root)" else "/" + where
+            return f"answer broke the JSON schema at {where}: {match['what']} — {_then(attempt, following)}"
+        return f"bad answer: {message} — {_then(attempt, following)}"
+    return ""
+
+
+@register.filter
+def with_words(attempts: Sequence[Any]) -> list[tuple[Any, str]]:
+    """Each attempt with its words (see attempt_words), knowing which attempt came next."""
+    attempts = list(attempts or [])
+    following = [*attempts[1:], None]
+    return [(a, redact(attempt_words(a, nxt))) for a, nxt in zip(attempts, following, strict=True)]

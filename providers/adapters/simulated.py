@@ -22,6 +22,8 @@ Options (the provider's JSON `options`; bad values fall back to the defaults):
 
 Text is derived from the prompt (it echoes the last user message); token counts are
 ceil(words * 1.3) unless given as options; max_tokens truncates the answer with finish_reason "length".
+Tools, JSON formats and images are answered as simulated_answers.py says (a tool call with
+arguments made from the tool's schema, JSON that matches the requested schema).
 """
 
 from __future__ import annotations
@@ -36,7 +38,17 @@ from typing import Any
 
 import httpx
 
-from providers.engine.types import ChatRequest, ChatResponse, FailureClass, ProviderError, StreamEvent, Usage
+from providers.engine.types import (
+    ChatRequest,
+    ChatResponse,
+    FailureClass,
+    ProviderError,
+    StreamEvent,
+    ToolCallDelta,
+    Usage,
+)
+
+from .simulated_answers import shaped_text, tool_call
 
 _NOT_INJECTABLE = {FailureClass.CIRCUIT_OPEN, FailureClass.STREAM_INTERRUPTED, FailureClass.CANCELLED}
 INJECTABLE = tuple(kind for kind in FailureClass if kind not in _NOT_INJECTABLE)
@@ -159,6 +171,7 @@ def _pieces(text: str, chunks: int | None) -> list[str]:
 
 class SimulatedAdapter:
     kind = "simulated"
+    capabilities = frozenset({"tools", "parallel_tools", "images", "json_object", "json_schema", "reasoning"})
 
     def __init__(self, rng: random.Random | None = None, sleep: Sleep = asyncio.sleep) -> None:
         self.rng = rng or random.Random()  # fault injection, not security
@@ -210,9 +223,13 @@ class SimulatedAdapter:
     async def complete(self, request: ChatRequest, client: httpx.AsyncClient | None = None) -> ChatResponse:
         opts = SimOptions.parse(request.provider.options)
         await self._before_answer(request, opts, opts.latency_s)
-        text, finish_reason = reply(request)
-        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-        return ChatResponse(text, finish_reason, _usage(request, text, opts), request.model, f"sim-{digest}")
+        call = tool_call(request)
+        text, finish_reason = ("", "tool_calls") if call else reply(request)
+        text = text if call else shaped_text(request, text)
+        digest = hashlib.sha256((text or call.arguments).encode()).hexdigest()[:16]
+        usage = _usage(request, text or call.arguments, opts)
+        calls = (call,) if call else ()
+        return ChatResponse(text, finish_reason, usage, request.model, f"sim-{digest}", tool_calls=calls)
 
     def _delays(self, opts: SimOptions, pieces: list[str]) -> tuple[float, float]:
         """Time to the first chunk, and between chunks."""
@@ -226,7 +243,13 @@ class SimulatedAdapter:
         self, request: ChatRequest, client: httpx.AsyncClient | None = None
     ) -> AsyncIterator[StreamEvent]:
         opts = SimOptions.parse(request.provider.options)
+        call = tool_call(request)
+        if call is not None:
+            async for event in self._stream_call(request, opts, call):
+                yield event
+            return
         text, finish_reason = reply(request)
+        text = shaped_text(request, text)
         pieces = _pieces(text, opts.chunks)
         first, between = self._delays(opts, pieces)
         await self._before_answer(request, opts, first)
@@ -243,6 +266,17 @@ class SimulatedAdapter:
             sent.append(piece)
             yield StreamEvent(text=piece)
         yield StreamEvent(finish_reason=finish_reason, usage=_usage(request, text, opts))
+
+    async def _stream_call(self, request: ChatRequest, opts: SimOptions, call) -> AsyncIterator[StreamEvent]:
+        """A tool call as OpenAI streams it: id and name first, then the arguments in pieces."""
+        pieces = _pieces(call.arguments, opts.chunks or 3)
+        first, between = self._delays(opts, pieces)
+        await self._before_answer(request, opts, first)
+        yield StreamEvent(tool_calls=(ToolCallDelta(0, id=call.id, name=call.name),))
+        for piece in pieces:
+            await self.sleep(between)
+            yield StreamEvent(tool_calls=(ToolCallDelta(0, arguments=piece),))
+        yield StreamEvent(finish_reason="tool_calls", usage=_usage(request, call.arguments, opts))
 
 
 ADAPTERS = (SimulatedAdapter(),)

@@ -343,7 +343,8 @@ class Walk:
             )
         by_model = sorted(self._needs - step.capabilities) if step.capabilities is not None else []
         if by_model:
-            return f"cannot serve {' and '.join(by_model)}: model {step.model} lacks it (capability table)"
+            listed = f"the capability table lists model {step.model} without it"
+            return f"cannot serve {' and '.join(by_model)}: {listed}"
         cannot_serve = getattr(adapter, "cannot_serve", None)  # what only the protocol can judge
         return (cannot_serve(self.messages, self.params) or "") if cannot_serve is not None else ""
 

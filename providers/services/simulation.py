@@ -49,14 +49,14 @@ ATTEMPT_FIELDS = (
     "completion_id", "started_at", "chain_id", "source", "step_position", "provider_id",
     "provider_name", "provider_kind", "model", "retry_index", "outcome", "http_status",
     "retry_after_s", "latency_ms", "ttft_ms", "input_tokens", "output_tokens", "cached_tokens",
-    "reasoning_tokens", "cost_usd", "unpriced", "error_message", "injected",
+    "reasoning_tokens", "cost_usd", "unpriced", "error_message", "injected", "needs",
 )  # fmt: skip
 COMPLETION_FIELDS = (
     "id", "created_at", "finished_at", "chain_id", "chain_slug", "source", "gateway_key_prefix",
     "stream", "outcome", "error_class", "error_message", "answered_provider_id", "answered_model",
     "answered_step", "fallback_used", "attempt_count", "latency_ms", "ttft_ms", "input_tokens",
     "output_tokens", "cached_tokens", "reasoning_tokens", "cost_usd", "unpriced", "injected",
-    "retry_after_s",
+    "retry_after_s", "needs",
 )  # fmt: skip
 SimRows = tuple[dict[str, Any], list[dict[str, Any]]]
 
@@ -283,7 +283,7 @@ def _completion_row(
         "chain_slug": plan.slug, "source": req.source, "gateway_key_prefix": req.gateway_key_prefix,
         "stream": req.stream, "outcome": "", "error_class": "", "error_message": "",
         "latency_ms": round((ended - req.at).total_seconds() * 1000, 3), "retry_after_s": None,
-        **completion_totals(attempts),
+        "needs": "", **completion_totals(attempts),
     }  # fmt: skip
     row.update(_ending(req, plan, error))
     return {name: row[name] for name in COMPLETION_FIELDS}

@@ -1,4 +1,4 @@
-/* RANA playground: stream answers over server-sent events, busy state, Stop.
+/* RANA playground: stream answers over server-sent events, busy state, Stop, examples.
  *
  * An answer element with data-stream-url is opened as an EventSource: "token" events carry
  * JSON strings appended as text (never as HTML); "done" carries the finished answer's HTML
@@ -6,6 +6,10 @@
  * EventSource and aborts pending htmx requests; the server notices the disconnect, closes
  * the upstream and records the run as cancelled; the answer is then reloaded (it polls
  * itself until the server has finished recording).
+ *
+ * A button with data-pg-fill="<textarea id>" fills that textarea with the text of the element
+ * named by data-pg-source (the tools and schema examples); data-pg-format also picks that
+ * response format. Only the last turn of the thread offers to answer its tool calls.
  */
 (function () {
   "use strict";
@@ -90,15 +94,38 @@
     if (last) last.scrollIntoView({ block: "nearest" });
   }
 
+  function onlyLastTurnAnswersTools() {
+    var turns = document.querySelectorAll("#pg-thread .pg-turn");
+    for (var i = 0; i < turns.length - 1; i++) {
+      turns[i].querySelectorAll("[data-pg-tools]").forEach(function (form) { form.remove(); });
+    }
+  }
+
+  function fillExample(button) {
+    var target = document.getElementById(button.dataset.pgFill);
+    var source = document.getElementById(button.dataset.pgSource);
+    if (!target || !source) return;
+    target.value = source.textContent;
+    var format = button.dataset.pgFormat && document.getElementById("id_response_format");
+    if (format) format.value = button.dataset.pgFormat;
+    var example = button.closest("details.pg-example");
+    if (example) example.open = false;
+    target.dispatchEvent(new Event("input", { bubbles: true }));
+    target.focus();
+  }
+
   htmx.onLoad(function (root) {
     var found = root.matches && root.matches("[data-stream-url]") ? [root] : [];
     root.querySelectorAll && root.querySelectorAll("[data-stream-url]").forEach(function (el) { found.push(el); });
     found.forEach(startStream);
+    onlyLastTurnAnswersTools();
     refreshBusy();
   });
 
   document.addEventListener("click", function (event) {
     if (event.target.closest("[data-pg-stop]")) stopAll();
+    var fill = event.target.closest("[data-pg-fill]");
+    if (fill) fillExample(fill);
   });
 
   document.addEventListener("keydown", function (event) {
@@ -111,9 +138,13 @@
 
   document.addEventListener("htmx:afterRequest", function (event) {
     var form = event.detail.elt;
-    if (form.id !== "pg-form" || !event.detail.successful) return;
-    if (event.detail.target && event.detail.target.id === "pg-thread") {
+    if (!event.detail.successful || !event.detail.target || event.detail.target.id !== "pg-thread") return;
+    if (form.id === "pg-form") {
       form.querySelector("[name=message]").value = "";
+      var image = form.querySelector("[name=image]");
+      if (image) image.value = "";
+      scrollToBottom();
+    } else if (form.hasAttribute("data-pg-tools")) {
       scrollToBottom();
     }
   });

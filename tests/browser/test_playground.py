@@ -1,15 +1,19 @@
 """The playground in real Chromium, against a real ASGI server (granian): streaming needs one.
 
-Screenshots go to test-artifacts/screenshots/playground-*.png for review.
+Screenshots go to test-artifacts/screenshots/playground-*.png for review. Besides the
+simulated chains, a "tools" chain answers from the fake OpenAI upstream on 127.0.0.1.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.fakes import FakeToolCall, FakeUpstream, Fault
+from tests.fakes.routes import RecordedRequest
 from tests.playground.asgi_server import PASSWORD, USERNAME, AsgiServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
@@ -19,9 +23,25 @@ ANSWER = ".pg-msg.assistant"
 TIMELINE = ".pg-timeline"
 
 
+TOOLS_SEED = """
+tools_provider = Provider(name="fake-openai", kind="openai_compatible", base_url={base_url!r})
+tools_provider.set_api_key("sk-local-BROWSERKEY0123456789abcdef")
+tools_provider.save()
+tools = FallbackChain.objects.create(name="Tools", slug="tools", default_retries=0, backoff_base_s=0.1)
+ChainStep.objects.create(chain=tools, position=0, provider=tools_provider, model="primary")
+"""
+
+
 @pytest.fixture(scope="module")
-def server() -> Iterator[AsgiServer]:
-    with AsgiServer(tokens_per_s=12) as server:
+def fake() -> Iterator[FakeUpstream]:
+    with FakeUpstream(models=("primary",)) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def server(fake: FakeUpstream) -> Iterator[AsgiServer]:
+    seed = TOOLS_SEED.format(base_url=fake.base_url_for("openai"))
+    with AsgiServer(tokens_per_s=12, extra_seed=seed) as server:
         yield server
 
 
@@ -159,3 +179,55 @@ def test_a_multi_turn_conversation_keeps_the_thread_without_console_errors(pg, s
     expect(pg.locator(".pg-msg.user")).to_have_count(2)
     expect(pg.locator(ANSWER)).to_have_count(2)
     assert errors == []
+
+
+def test_a_tool_defined_from_the_example_is_called_answered_by_hand_and_the_model_goes_on(
+    pg, fake, screenshot_path
+):
+    def weather(request: RecordedRequest) -> Fault:
+        if request.messages[-1]["role"] == "tool":
+            return Fault.ok("It is 18 °C and sunny in Paris.")
+        return Fault.tool_calls([FakeToolCall("get_weather", {"city": "Paris"}, id="call_w1")])
+
+    fake.reset()
+    fake.set_default(weather)
+    errors: list[str] = []
+    pg.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    pg.select_option("#id_chain", "tools")
+    pg.click("#pg-tools-box > summary")
+    pg.click("#pg-tools-example > summary")
+    pg.click("#pg-tools-fill")
+    expect(pg.locator("#id_tools")).to_have_value(re.compile('"name": "get_weather"'))
+    send(pg, "What is the weather in Paris?")
+
+    asked = last_answer(pg)
+    call = asked.locator("[data-tool-call]")
+    expect(call).to_contain_text("get_weather", timeout=15_000)
+    expect(call.locator("pre")).to_have_text('{\n  "city": "Paris"\n}')
+    pg.screenshot(path=screenshot_path("playground-tool-call"), full_page=True)
+    results = asked.locator("[data-pg-tools]")
+    results.locator("textarea").fill('{"temperature_c": 18, "sky": "sunny"}')
+    results.locator("button:has-text('Send results')").click()
+
+    expect(pg.locator(".pg-turn")).to_have_count(2)
+    expect(pg.locator("[data-tool-results]")).to_contain_text('"temperature_c": 18')
+    final = last_answer(pg)
+    expect(final.locator(TIMELINE)).to_be_visible(timeout=15_000)
+    expect(final.locator(".pg-msg-text")).to_have_text("It is 18 °C and sunny in Paris.")
+    expect(pg.locator("[data-pg-tools]")).to_have_count(0)  # answered: no form left to answer
+    sent = fake.requests[-1].json
+    assert [m["role"] for m in sent["messages"]] == ["user", "assistant", "tool"]
+    assert sent["messages"][-1] == {
+        "role": "tool",
+        "content": '{"temperature_c": 18, "sky": "sunny"}',
+        "tool_call_id": "call_w1",
+    }
+    assert sent["tools"][0]["function"]["name"] == "get_weather" and sent["tool_choice"] == "auto"
+    pg.screenshot(path=screenshot_path("playground-tool-answered"), full_page=True)
+
+    pg.set_viewport_size({"width": 390, "height": 844})  # a phone: nothing wider than the screen
+    pg.wait_for_timeout(200)
+    assert pg.evaluate("document.documentElement.scrollWidth") <= 390
+    pg.screenshot(path=screenshot_path("playground-tool-narrow"), full_page=True)
+    assert errors == []
+    fake.reset()

@@ -56,6 +56,7 @@ def _post_urls(run: PlaygroundRun) -> list[str]:
         reverse("playground:compare"),
         reverse("playground:replay", args=[run.pk]),
         reverse("playground:run_complete", args=[run.pk]),
+        reverse("playground:tool_results", args=[run.pk]),
     ]
 
 
