@@ -2,7 +2,10 @@
 
 Hour rows are recomputed from the raw ledger with SQL (grouped by UTC hour), then the day rows
 of every day touched are recomputed from that day's hour rows. One transaction per day; on
-PostgreSQL the rollup tables are locked against concurrent increments while a day is rebuilt.
+PostgreSQL the rollup tables are locked against concurrent increments while a day is rebuilt
+(in the order every incremental writer takes them: attempts, completions, provider status).
+The repair marks of the rebuilt hours (dashboards.rollups.repair) are cleared in the same
+transaction; rollups_repair rebuilds exactly the marked hours.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from django.db import connection, transaction
 from django.db.models.functions import TruncHour
 
 from dashboards.models import AttemptRollup, CompletionRollup, Grain, ProviderStatus
+from dashboards.rollups.repair import clear_marks, hour_runs, marked_hours
 from dashboards.rollups.specs import ATTEMPTS, COMPLETIONS, LedgerSpec
 from dashboards.rollups.status import notes_from_ledger, provider_status_note
 from dashboards.rollups.timegrid import DAY, UTC, ceil_hour, floor_day, floor_hour
@@ -26,11 +30,13 @@ class RebuildReport:
     end: dt.datetime
     hour_rows: int = 0
     day_rows: int = 0
+    marks_cleared: int = 0
 
     def __str__(self) -> str:
+        cleared = f", {self.marks_cleared} marked hours repaired" if self.marks_cleared else ""
         return (
             f"rollups rebuilt from {self.start:%Y-%m-%d %H:%M} to {self.end:%Y-%m-%d %H:%M} UTC: "
-            f"{self.hour_rows} hour rows, {self.day_rows} day rows"
+            f"{self.hour_rows} hour rows, {self.day_rows} day rows{cleared}"
         )
 
 
@@ -80,9 +86,16 @@ def rollups_rebuild(*, start: dt.datetime, end: dt.datetime) -> RebuildReport:
         piece_start, piece_end = max(start, day), min(end, day + DAY)
         with transaction.atomic():
             _lock()
+            report.marks_cleared += clear_marks(piece_start, piece_end)
             for spec in (ATTEMPTS, COMPLETIONS):
                 report.hour_rows += _rebuild_hours(spec, piece_start, piece_end)
                 report.day_rows += _rebuild_day(spec, day)
             provider_status_note(notes_from_ledger(piece_start, piece_end))
         day += DAY
     return report
+
+
+def rollups_repair(*, before: dt.datetime) -> list[RebuildReport]:
+    """Rebuild the hours marked as having missed a batch (those that ended by `before`), one
+    rebuild per run of consecutive marked hours."""
+    return [rollups_rebuild(start=start, end=end) for start, end in hour_runs(marked_hours(before=before))]

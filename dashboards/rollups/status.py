@@ -1,7 +1,10 @@
 """ProviderStatus upkeep: remember each provider's latest success and latest provider error.
 
 The upsert keeps whichever moment is later, so notes can arrive in any order and a rebuild
-can replay a range without moving anything backwards.
+can replay a range without moving anything backwards. Like the rollup upserts (see
+dashboards.rollups.upsert) it writes one row per provider, sorted by (name, injected), in one
+multi-row statement (a handful of providers), so concurrent writers lock the rows in the
+same order and cannot deadlock.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from django.db.models import Max, Q
 
 from dashboards.models import ProviderStatus
 from dashboards.outcomes import NOT_COUNTED_IN_ERROR_RATE, SUCCESS, counts_as_error
+from dashboards.rollups.upsert import rows_per_statement
 from providers.models import Attempt
 
 _MESSAGE_CHARS = 500
@@ -48,15 +52,16 @@ def _keep_later(column: str, when: str, table: str) -> str:
     return f"{column} = CASE WHEN {newer} THEN excluded.{column} ELSE {table}.{column} END"
 
 
-def _upsert_sql() -> str:
+def _upsert_sql(rows: int = 1) -> str:
     q = connection.ops.quote_name
     table = q(ProviderStatus._meta.db_table)
     ok, err = q("last_success_at"), q("last_error_at")
     error_columns = [q(c) for c in _ERROR_COLUMNS]
     sets = [_keep_later(ok, ok, table), *(_keep_later(c, err, table) for c in error_columns)]
     columns = [q("provider_name"), q("injected"), ok, *error_columns]
+    values = ", ".join([f"({', '.join(['%s'] * len(columns))})"] * rows)
     return (
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "  # noqa: S608 (names from model metadata; values are parameters)
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES {values} "  # noqa: S608 (names from model metadata; values are parameters)
         f"ON CONFLICT ({q('provider_name')}, {q('injected')}) DO UPDATE SET {', '.join(sets)}"
     )
 
@@ -75,10 +80,13 @@ def provider_status_note(notes: dict[tuple[str, bool], StatusNote]) -> None:
             note.last_error_status,
             note.last_error_message,
         ]
-        for (name, injected), note in notes.items()
+        for (name, injected), note in sorted(notes.items(), key=lambda item: item[0])
     ]
+    step = rows_per_statement(len(params[0]))
     with connection.cursor() as cursor:
-        cursor.executemany(_upsert_sql(), params)
+        for start in range(0, len(params), step):
+            chunk = params[start : start + step]
+            cursor.execute(_upsert_sql(len(chunk)), [value for row in chunk for value in row])
 
 
 def notes_from_rows(rows: Iterable[Attempt]) -> dict[tuple[str, bool], StatusNote]:
