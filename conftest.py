@@ -20,6 +20,8 @@ TEST_ENV = {
 }
 for _name, _value in TEST_ENV.items():
     os.environ.setdefault(_name, _value)
+# Ledger journals of this run (the live servers it starts inherit it), never the project's var/.
+os.environ.setdefault("RANA_JOURNAL_DIR", tempfile.mkdtemp(prefix="rana-test-journal-"))
 
 
 _SQLITE_TEST_DIR: str | None = None
@@ -47,6 +49,7 @@ def pytest_configure(config):
 
     settings.RANA_ALLOWED_UPSTREAM_HOSTS = os.environ["RANA_ALLOWED_UPSTREAM_HOSTS"].split(",")
     settings.RANA_LEDGER_MODE = os.environ["RANA_LEDGER_MODE"]
+    settings.RANA_JOURNAL_DIR = os.environ["RANA_JOURNAL_DIR"]
     settings.CELERY_TASK_ALWAYS_EAGER = True
     settings.STORAGES = {
         **settings.STORAGES,

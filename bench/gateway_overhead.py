@@ -245,6 +245,26 @@ class LagFiles:
         }
 
 
+def writer_lag(lag: LagFiles) -> dict[str, str]:
+    """The ledger writer's lag over the whole run (histogram bucket edges), all workers."""
+    files = [f["ledger_lag"] for f in lag.read().values() if "ledger_lag" in f]
+    if not files:
+        return {}
+    edges = files[0]["edges_ms"]
+    counts = [sum(f["counts"][i] for f in files) for i in range(len(edges) + 1)]
+    total = sum(counts)
+    figures = {"rows": str(total)}
+    for label, q in (("p50", 0.5), ("p99", 0.99), ("p99.9", 0.999)):
+        seen = 0
+        for edge, count in zip([*edges, None], counts, strict=True):
+            seen += count
+            if seen >= q * total:
+                figures[label] = f"<={edge} ms" if edge is not None else f">{edges[-1]} ms"
+                break
+    figures["max"] = f"{max(f['max_ms'] for f in files):.1f} ms"
+    return figures
+
+
 STALL_KINDS = ("running", "runqueue", "blocked")
 
 
@@ -459,6 +479,12 @@ def main() -> None:
         lag = report_lag(results)
         rows = gateway.query("select count(*) from providers_completion")[0][0]
         print(f"ledger rows written: {rows} completions")
+        writer = writer_lag(LagFiles(lag_dir))
+        if writer:
+            print(
+                "ledger writer lag (submit to commit, every row of the run, all workers): "
+                + ", ".join(f"{k} {v}" for k, v in writer.items())
+            )
         if args.json:
             figures = {
                 "workers": args.workers,

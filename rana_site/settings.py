@@ -5,12 +5,15 @@ With DEBUG=0 the secrets must be given; a missing one stops start-up with its na
 """
 
 import base64
+import datetime
 import hashlib
 import os
 from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+
+from rana_site.proxies import parse_trusted_proxies
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -56,6 +59,14 @@ RANA_ENCRYPTION_KEYS = [
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
+# Reverse proxies (IPs or CIDRs) whose X-Forwarded-For / X-Forwarded-Proto are believed; from
+# any other peer those headers are removed before Django or axes read them (rana_site/proxies.py).
+RANA_TRUSTED_PROXIES = env.list("RANA_TRUSTED_PROXIES", default=[])
+try:
+    RANA_TRUSTED_PROXY_NETWORKS = parse_trusted_proxies(RANA_TRUSTED_PROXIES)
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
+
 # Upstream hosts that may resolve to private/loopback addresses (local models, test fakes).
 RANA_ALLOWED_UPSTREAM_HOSTS = env.list("RANA_ALLOWED_UPSTREAM_HOSTS", default=[])
 # Images callers send by URL: hosts that may be private (never inherited from the upstream list,
@@ -74,6 +85,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "adminsortable2",
+    "axes",
     "providers",
     "playground",
     "dashboards",
@@ -81,6 +93,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "rana_site.proxies.TrustedProxyMiddleware",  # first: nothing may read an untrusted proxy header
     "django.middleware.security.SecurityMiddleware",
     "rana_site.db_busy.DatabaseBusyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -92,7 +105,32 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as axes asks: turns a locked-out login into the 429 page
 ]
+
+# Login throttling (django-axes): after RANA_LOGIN_FAILURE_LIMIT failed logins for one username,
+# or from one client address, logging in is refused (429) for RANA_LOGIN_COOLOFF_MIN minutes;
+# the admin's login is covered too. The database handler: one count shared by every worker on
+# SQLite and PostgreSQL alike, whichever cache is configured (the cache handler on the default
+# local-memory cache would count per worker and forget on restart). Attempts made while locked
+# out are not recorded, so a flood adds no rows once locked, and the lock ends on time.
+# Unlock early: the admin's "Access attempts", or manage.py axes_reset_username NAME / axes_reset_ip IP.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_FAILURE_LIMIT = env.int("RANA_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = datetime.timedelta(minutes=env.float("RANA_LOGIN_COOLOFF_MIN", default=15))
+if AXES_FAILURE_LIMIT < 1 or AXES_COOLOFF_TIME.total_seconds() <= 0:
+    raise ImproperlyConfigured("RANA_LOGIN_FAILURE_LIMIT and RANA_LOGIN_COOLOFF_MIN must be positive.")
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one over the limit locks
+AXES_RESET_ON_SUCCESS = True
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_CLIENT_IP_CALLABLE = "rana_site.proxies.client_ip"
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_VERBOSE = False  # no banner at every start; failures are still logged (name and address masked)
 
 ROOT_URLCONF = "rana_site.urls"
 LOGIN_URL = "login"
@@ -190,6 +228,8 @@ CELERY_TIMEZONE = TIME_ZONE
 # Ledger: attempts are written by a write-behind buffer flushed at this interval.
 RANA_LEDGER_FLUSH_MS = env.int("RANA_LEDGER_FLUSH_MS", default=50)
 RANA_LEDGER_MODE = env.str("RANA_LEDGER_MODE", default="buffered")  # or "sync"
+# Where each serving process journals its ledger rows before they reach the database (local disk).
+RANA_JOURNAL_DIR = env.str("RANA_JOURNAL_DIR", default=str(VAR_DIR / "journal"))
 
 # Benchmarks only: when set, each served worker probes its event loop's lag and writes the
 # histogram to a file in this folder (gateway.api.loop_lag; bench/gateway_overhead.py).
@@ -197,6 +237,7 @@ RANA_LOOP_LAG_DIR = env.str("RANA_LOOP_LAG_DIR", default="")
 
 if not DEBUG:
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    # Safe to set: TrustedProxyMiddleware removes this header unless a RANA_TRUSTED_PROXIES peer sent it.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
@@ -221,6 +262,26 @@ LOGGING = {
 
 # OpenAI-compatible API (/v1/): the largest request body accepted (413 past it).
 RANA_API_MAX_BODY_BYTES = env.int("RANA_API_MAX_BODY_BYTES", default=8 * 1024 * 1024)
+# Seconds a client has to send a request's whole body (408, connection closed, past it).
+RANA_API_BODY_TIMEOUT_S = env.float("RANA_API_BODY_TIMEOUT_S", default=10.0)
+# The most chat messages one request may carry (400 naming `messages` past it).
+RANA_API_MAX_MESSAGES = env.int("RANA_API_MAX_MESSAGES", default=10_000)
+# /v1/ requests one worker serves at once, counted once their body is read (503 + Retry-After past it).
+RANA_MAX_CONCURRENCY = env.int("RANA_MAX_CONCURRENCY", default=512)
+# The largest upstream response body RANA reads per attempt, decoded (bad_response past it).
+RANA_UPSTREAM_MAX_BYTES = env.int("RANA_UPSTREAM_MAX_BYTES", default=16 * 1024 * 1024)
+
+# Serving (scripts/serve -> rana_site/serve.py -> granian): where, how many worker processes,
+# the open connections one worker holds (granian's backpressure: past it, new connections wait
+# in the listen backlog), the time a client has to send a request's head (idle keep-alive
+# connections are closed after it too), and how long a graceful stop waits for in-flight
+# requests before killing a worker.
+RANA_HOST = env.str("RANA_HOST", default="127.0.0.1")
+RANA_PORT = env.int("RANA_PORT", default=8000)
+RANA_WORKERS = env.int("RANA_WORKERS", default=2)
+RANA_MAX_CONNECTIONS = env.int("RANA_MAX_CONNECTIONS", default=2048)
+RANA_HEADER_TIMEOUT_S = env.float("RANA_HEADER_TIMEOUT_S", default=10.0)
+RANA_SHUTDOWN_TIMEOUT_S = env.int("RANA_SHUTDOWN_TIMEOUT_S", default=30)
 
 # Global spend limits in USD across every chain (optional).
 RANA_GLOBAL_DAILY_BUDGET_USD = env.str("RANA_GLOBAL_DAILY_BUDGET_USD", default="") or None

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from providers.services import ActivityWindow as Window
-from providers.services import ledger_batch
+from providers.services import ledger_batch, ledger_lag
 
 INTERVAL_S = 0.001
 DUMP_EVERY_S = 0.25
@@ -165,6 +165,7 @@ class LoopLagProbe:
             "lag": self.lag.as_dict(),
             "gc_pauses": {str(g): h.as_dict() for g, h in self.gc_pauses.items()},
             "ledger_batches": ledger_batch.runs,
+            "ledger_lag": ledger_lag.as_dict(),
             "stalls": list(self.stalls),
         }
 

@@ -77,6 +77,9 @@ class EngineDeps:
     clock: Clock = SYSTEM_CLOCK
     rng: random.Random = field(default_factory=random.Random)
     on_attempt: Callable[[AttemptRecord], None] | None = None
+    # An upstream call is about to start (step, retry index, started at): the ledger journals it,
+    # so a process that dies mid-call still leaves a record of the call.
+    on_attempt_start: Callable[[StepPlan, int, datetime], None] | None = None
     on_fallback: Callable[[StepPlan, StepPlan, ProviderError], None] | None = None
     is_circuit_open: Callable[[StepPlan], bool] | None = None
     on_outcome: Callable[[StepPlan, str], None] | None = None
@@ -241,6 +244,7 @@ class Walk:
         adapter = self.deps.adapter_for(step.provider.kind)
         started_at, t0 = self.deps.clock.now(), self._now()
         self.calls += 1
+        self._hook("on_attempt_start", step, retry, started_at)
         try:
             async with asyncio.timeout(remaining):
                 request = ChatRequest(

@@ -1,6 +1,6 @@
 from .capability import CAPABILITY_FIELDS, CapabilitySource, ModelCapability
 from .chain import ChainStep, ContentFilterPolicy, FallbackChain
-from .ledger import Attempt, Completion, CompletionOutcome, Source
+from .ledger import Attempt, Completion, CompletionOutcome, JournalCursor, Source
 from .price import ModelPrice
 from .provider import Provider, ProviderKind
 
@@ -13,6 +13,7 @@ __all__ = [
     "CompletionOutcome",
     "ContentFilterPolicy",
     "FallbackChain",
+    "JournalCursor",
     "ModelCapability",
     "ModelPrice",
     "Provider",

@@ -145,6 +145,12 @@ class Attempt(models.Model):
 
     class Meta:
         ordering = ["started_at", "id"]
+        constraints = [
+            # One row per try of a step: what makes writing an attempt twice (a journal replay) a no-op.
+            models.UniqueConstraint(
+                fields=["completion", "step_position", "retry_index"], name="attempt_unique_try"
+            )
+        ]
         indexes = [
             models.Index(fields=["chain", "started_at"], name="attempt_chain_time"),
             models.Index(fields=["provider", "started_at"], name="attempt_provider_time"),
@@ -153,3 +159,19 @@ class Attempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider_name}/{self.model} #{self.retry_index} {self.outcome}"
+
+
+class JournalCursor(models.Model):
+    """How far a process's ledger journal is in the database (written in the same transaction
+    as the rows) and how far its rows were announced to the rollups: what a replay after the
+    process died must still write, and what it must still announce."""
+
+    journal = models.CharField(max_length=200, primary_key=True)  # the journal folder's name
+    committed_segment = models.PositiveIntegerField(default=0)
+    committed_offset = models.BigIntegerField(default=0)
+    announced_segment = models.PositiveIntegerField(default=0)
+    announced_offset = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.journal} @ {self.committed_segment}:{self.committed_offset}"

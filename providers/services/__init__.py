@@ -9,12 +9,12 @@ of this package are the hub's insides.
 from providers.redaction import redact
 from providers.services.completions import complete, complete_sync
 from providers.services.faults import FAULT_CHOICES, STREAM_CUT, FaultSpec
-from providers.services.inputs import params_normalise
+from providers.services.inputs import messages_normalise, params_normalise
 from providers.services.ledger import Caller
 from providers.services.ledger_wait import completion_timeline_await, ledger_await
 from providers.services.lifecycle import service_shutdown, service_start
 from providers.services.prices import prices_load
-from providers.services.recorder import ActivityWindow, ledger_batch, ledger_flush
+from providers.services.recorder import ActivityWindow, ledger_batch, ledger_flush, ledger_lag
 from providers.services.simulation import (
     ATTEMPT_FIELDS,
     COMPLETION_FIELDS,
@@ -43,7 +43,9 @@ __all__ = [
     "ledger_await",
     "ledger_batch",
     "ledger_flush",
+    "ledger_lag",
     "ledger_simulate",
+    "messages_normalise",
     "params_normalise",
     "prices_load",
     "redact",

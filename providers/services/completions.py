@@ -142,6 +142,7 @@ def engine_deps(ledger: RequestLedger, overrides: Mapping[str, Any] | None = Non
     deps = {
         "adapter_for": get_adapter,
         "on_attempt": on_attempt,
+        "on_attempt_start": ledger.attempt_started,
         "on_fallback": on_fallback,
         "is_circuit_open": breaker.is_open,
         "rng": _JITTER,

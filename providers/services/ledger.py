@@ -11,9 +11,14 @@ from typing import Any
 
 from django.utils import timezone
 
+from providers.engine.plan import StepPlan
 from providers.engine.results import NO_CALL_OUTCOMES, AttemptRecord, attempts_cost
 from providers.models import Attempt, Completion, CompletionOutcome
 from providers.services.recorder import PendingRow, get_recorder
+
+CANCELLED = "cancelled"
+DIED_DURING_CALL = "the serving process ended during this upstream call: no answer was recorded"
+DIED_DURING_REQUEST = "the serving process ended before this request finished"
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +99,7 @@ class RequestLedger:
     attempts: list[AttemptRecord] = field(default_factory=list)
     injected: bool = False
     needs: str = ""  # the capabilities the request needed, comma-separated ("images,tools")
+    journaled_start: bool = False  # the provisional completion is in the journal
 
     def attempt(self, record: AttemptRecord) -> None:
         """The engine's on_attempt hook: the row goes to the recorder at once."""
@@ -107,6 +113,48 @@ class RequestLedger:
             needs=self.needs,
         )
         get_recorder().submit(PendingRow(Attempt, fields))
+
+    def attempt_started(self, step: StepPlan, retry: int, started_at: datetime) -> None:
+        """The engine's on_attempt_start hook: journal what to write should this process die
+        before the call (or the request) ends: a cancelled attempt, and a cancelled completion."""
+        recorder = get_recorder()
+        if not self.journaled_start:
+            self.journaled_start = True
+            recorder.submit(PendingRow(Completion, self._died_completion()), provisional=True)
+        fields = dict(
+            completion_id=self.request_id,
+            started_at=started_at,
+            chain_id=self.chain_id,
+            source=self.caller.source,
+            step_position=step.position,
+            provider_id=step.provider.id,
+            provider_name=step.provider.name,
+            provider_kind=step.provider.kind,
+            model=step.model,
+            retry_index=retry,
+            outcome=CANCELLED,
+            latency_ms=0.0,
+            unpriced=step.price is None,
+            error_message=DIED_DURING_CALL,
+            needs=self.needs,
+        )
+        recorder.submit(PendingRow(Attempt, fields), provisional=True)
+
+    def _died_completion(self) -> dict[str, Any]:
+        return dict(
+            id=self.request_id,
+            created_at=self.created_at,
+            chain_id=self.chain_id,
+            chain_slug=self.chain_slug,
+            source=self.caller.source,
+            user_id=self.caller.user_id,
+            gateway_key_prefix=self.caller.gateway_key_prefix,
+            stream=self.stream,
+            outcome=CompletionOutcome.CANCELLED,
+            error_class=CANCELLED,
+            error_message=DIED_DURING_REQUEST,
+            needs=self.needs,
+        )
 
     @property
     def cost_so_far(self) -> Decimal:

@@ -9,8 +9,12 @@ from providers.services.recorder import get_recorder, ledger_flush
 
 
 def service_start() -> None:
-    """Start the ledger writer now, on the main thread, so its flush-on-stop hooks are in place."""
-    get_recorder()
+    """Start the ledger writer now, on the main thread, so its flush-on-stop hooks are in place
+    and the journals that dead processes left are replayed at once."""
+    recorder = get_recorder()
+    start = getattr(recorder, "start", None)
+    if start is not None:
+        start()
 
 
 async def service_shutdown(*, flush_timeout_s: float = 10.0) -> bool:

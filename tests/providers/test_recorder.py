@@ -24,12 +24,16 @@ ROOT = Path(__file__).resolve().parents[2]
 WRITER = Path(__file__).parent / "scripts" / "ledger_writer.py"
 
 
-def attempt_row(completion_id, model="m") -> Attempt:
+_TRIES = iter(range(10**9))
+
+
+def attempt_row(completion_id, model="m", step_position=None) -> Attempt:
+    """An attempt row; each one a different try (step) unless step_position is given."""
     return Attempt(
         completion_id=completion_id,
         started_at=timezone.now(),
         source="probe",
-        step_position=0,
+        step_position=next(_TRIES) if step_position is None else step_position,
         provider_name="p",
         provider_kind="simulated",
         model=model,
@@ -112,6 +116,7 @@ def start_writer(tmp_path, **extra_env: str) -> tuple[subprocess.Popen, dict]:
         **os.environ,
         **extra_env,
         "DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.sqlite3'}",
+        "RANA_JOURNAL_DIR": str(tmp_path / "journal"),
         "RANA_LEDGER_MODE": "buffered",
         "DEBUG": "1",
     }
@@ -171,16 +176,26 @@ def test_sigterm_flushes_then_hands_over_to_the_servers_own_handler(tmp_path):
     assert not missing, f"{len(missing)} submitted rows lost before the server's handler ran"
 
 
-def test_hard_kill_loses_at_most_the_last_100ms(tmp_path):
+def test_hard_kill_loses_nothing_once_the_next_process_replays_the_journal(tmp_path):
     child, env = start_writer(tmp_path)
     submitted = read_submitted(child, until=300)
-    killed_at = time.monotonic()
     child.kill()
+    for line in child.stdout:  # rows acknowledged before the kill landed
+        n, t = line.split()
+        submitted[int(n)] = float(t)
     child.wait(timeout=30)
+    before = rows_in(env)
+    assert len(before) < len(submitted) or len(before) == len(submitted)
+    replay = subprocess.run(
+        [sys.executable, str(WRITER)], env={**env, "WRITER_REPLAY_ONLY": "1"}, capture_output=True, text=True
+    )
+    assert replay.returncode == 0, replay.stderr
+    assert "replayed" in replay.stderr + replay.stdout
     stored = rows_in(env)
-    old_enough = {f"row-{n}" for n, t in submitted.items() if t < killed_at - 0.1}
-    assert len(old_enough) > 100
-    assert old_enough <= stored, f"lost {len(old_enough - stored)} rows older than 100 ms"
+    missing = {f"row-{n}" for n in submitted} - stored
+    assert not missing, f"{len(missing)} acknowledged rows lost after a hard kill and a replay"
+    journals = Path(env["RANA_JOURNAL_DIR"])
+    assert not list(journals.glob("*/*/seg-*")), "the dead process's journal is removed once replayed"
 
 
 # --- the writer's own insert path and the coalesced announcements ----------------------------

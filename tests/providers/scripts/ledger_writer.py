@@ -1,4 +1,5 @@
-"""Child process for the recorder's stop tests: submits attempt rows until it is stopped.
+"""Child process for the recorder's stop tests: submits attempt rows until it is stopped
+(or, with WRITER_REPLAY_ONLY, starts the recorder, which replays dead journals, and stops).
 
 Prints "<n> <monotonic time>" after each row is handed to the recorder, so the parent
 knows what was submitted and when.
@@ -32,6 +33,13 @@ from providers.models.ledger import new_request_id  # noqa: E402
 from providers.services.recorder import get_recorder  # noqa: E402
 
 recorder = get_recorder()
+if os.environ.get("WRITER_REPLAY_ONLY"):  # a process that starts after a crash: replays, then stops
+    from providers.services.lifecycle import service_start
+
+    service_start()
+    recorder.close(timeout_s=60)
+    print("replayed", flush=True)
+    sys.exit(0)
 completion_id = new_request_id()
 n = 0
 while True:
@@ -41,7 +49,7 @@ while True:
             completion_id=completion_id,
             started_at=timezone.now(),
             source="probe",
-            step_position=0,
+            step_position=n,
             provider_name="child",
             provider_kind="simulated",
             model=f"row-{n}",
