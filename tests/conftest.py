@@ -44,8 +44,9 @@ def _fresh_circuit_breaker():
 def buffered_ledger(monkeypatch):
     """The ledger as served (write-behind, 50 ms batches) instead of the tests' synchronous one."""
     from providers.services import recorder
+    from providers.services.ledger_writer import BufferedRecorder
 
-    buffered = recorder.BufferedRecorder(interval_s=0.05)
+    buffered = BufferedRecorder(interval_s=0.05)
     monkeypatch.setattr(recorder, "_recorder", buffered)
     yield buffered
     buffered.close()

@@ -4,7 +4,7 @@
         python -m tests.dashboards.rollup_writer --seconds 25 --seed 1 --chains 1,2 --providers p1:1,p2:2
 
 Writes requests (a completion and one or two attempts each) through the real write-behind
-recorder (providers.services.recorder.BufferedRecorder), so the rollups are added by the real
+recorder (providers.services.ledger_writer.BufferedRecorder), so the rollups are added by the real
 ledger_rows_written receiver on the recorder's writer thread, as in a served worker process.
 Every request falls in the same few hours, chains, providers, models and outcomes, so two of
 these processes add to the same rollup rows all the time. It prints "ready", waits for a line
@@ -172,7 +172,7 @@ def main() -> int:
     from django.db import connection
 
     from dashboards.rollups import incremental
-    from providers.services.recorder import BufferedRecorder
+    from providers.services.ledger_writer import BufferedRecorder
 
     seen = Seen()
     for name in ("rana.dashboards", "rana.ledger"):

@@ -16,7 +16,8 @@ from providers.models.ledger import new_request_id
 from providers.services import journal as journal_module
 from providers.services.journal import Journal, JournalReader, dead_journals
 from providers.services.journal_codec import decode, encode
-from providers.services.recorder import BufferedRecorder, PendingRow
+from providers.services.ledger_writer import BufferedRecorder
+from providers.services.recorder import PendingRow
 from providers.signals import ledger_rows_written
 
 pytestmark = pytest.mark.django_db(transaction=True)

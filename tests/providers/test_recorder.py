@@ -17,7 +17,8 @@ from django.utils import timezone
 
 from providers.models import Attempt, Completion, FallbackChain
 from providers.models.ledger import new_request_id
-from providers.services.recorder import BufferedRecorder, PendingRow, announce_rows, write_rows
+from providers.services.ledger_writer import BufferedRecorder
+from providers.services.recorder import PendingRow, announce_rows, write_rows
 from providers.signals import ledger_rows_written
 
 ROOT = Path(__file__).resolve().parents[2]
