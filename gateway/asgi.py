@@ -8,7 +8,10 @@ needs none of it (no cookies, no sessions, no templates; it authenticates by key
 Host names are still checked against ALLOWED_HOSTS.
 
 A client that disconnects cancels the request: the upstream call is closed and the service
-records the completion as cancelled.
+records the completion as cancelled. A body must arrive whole within RANA_API_BODY_TIMEOUT_S
+(408 and the connection closed, so a client trickling its body holds nothing for long) and
+RANA_API_MAX_BODY_BYTES (413); a worker serves at most RANA_MAX_CONCURRENCY requests at once
+and answers any beyond them 503 with Retry-After at once, rather than queueing them.
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
 from gateway.api.chat import dispatch
-from gateway.api.errors import ApiError, body_too_large
-from gateway.api.http import ApiRequest, ApiResponse
+from gateway.api.errors import ApiError, body_timeout, body_too_large, overloaded
+from gateway.api.http import ApiRequest, ApiResponse, BodyTimeout, BodyTooLarge, read_body
 
 log = logging.getLogger("rana.gateway")
 
@@ -50,25 +53,19 @@ def _allowed_host(host: str) -> bool:
     return known
 
 
-async def _read_body(scope: Scope, receive: Receive, headers: dict[str, str]) -> bytes | ApiResponse | None:
-    """The whole body; a 413 answer past the limit; None when the client left."""
-    limit = settings.RANA_API_MAX_BODY_BYTES
-    length = headers.get("content-length", "")
-    if length.isdigit() and int(length) > limit:
-        return body_too_large(limit).response()
-    parts: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return body_too_large(limit).response()
-        parts.append(chunk)
-        if not message.get("more_body", False):
-            return parts[0] if len(parts) == 1 else b"".join(parts)
+async def _read_body(receive: Receive, headers: dict[str, str]) -> bytes | ApiResponse | None:
+    """The whole body; a 413 or 408 answer past the limits; None when the client left."""
+    try:
+        return await read_body(
+            receive,
+            headers.get("content-length", ""),
+            max_bytes=settings.RANA_API_MAX_BODY_BYTES,
+            timeout_s=settings.RANA_API_BODY_TIMEOUT_S,
+        )
+    except BodyTooLarge:
+        return body_too_large(settings.RANA_API_MAX_BODY_BYTES).response()
+    except BodyTimeout:
+        return body_timeout(settings.RANA_API_BODY_TIMEOUT_S).response()
 
 
 async def _send(response: ApiResponse, send: Send) -> None:
@@ -101,18 +98,37 @@ class _DisconnectWatch:
                 return
 
 
+class InFlight:
+    """The /v1/ requests this worker is serving (their body read): past RANA_MAX_CONCURRENCY, a
+    request is answered 503 at once instead of queueing behind the others."""
+
+    count = 0
+
+
 async def serve_api(scope: Scope, receive: Receive, send: Send) -> None:
     """Serve one /v1/ request."""
     headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
     if not _allowed_host(headers.get("host", "")):
         await _send(ApiError(400, "Invalid Host header.", code="invalid_host").response(), send)
         return
-    body = await _read_body(scope, receive, headers)
+    body = await _read_body(receive, headers)
     if body is None:
         return
     if isinstance(body, ApiResponse):
         await _send(body, send)
         return
+    limit = settings.RANA_MAX_CONCURRENCY
+    if InFlight.count >= limit:
+        await _send(overloaded(limit).response(), send)
+        return
+    InFlight.count += 1
+    try:
+        await _serve(scope, receive, send, headers, body)
+    finally:
+        InFlight.count -= 1
+
+
+async def _serve(scope: Scope, receive: Receive, send: Send, headers: dict[str, str], body: bytes) -> None:
     task = asyncio.current_task()
     assert task is not None
     disconnect = _DisconnectWatch(receive, task)

@@ -13,6 +13,13 @@ rebinding cannot slip past the check made when the base URL was saved; an IP-lit
 (never resolved) is checked before the request. Redirects are never followed, proxy
 settings from the environment are ignored, and nothing retries here (aiohttp's one retry of
 a stale keep-alive connection is switched off): the engine owns the one retry loop.
+
+A client built with ``max_body_bytes`` reads at most that much of any response, decoded
+(gzip and deflate are inflated here, by bounded steps, so a small compressed body cannot
+expand past the cap either): a larger whole body is refused from its Content-Length or after
+the bytes that passed the cap, never read into memory whole, and a stream is cut once its
+bytes add up past the cap. Both raise ResponseTooLarge, an httpx.DecodingError, which the
+adapters read as a bad_response.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import weakref
+import zlib
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -37,6 +45,20 @@ USE_CLIENT_DEFAULT = httpx.USE_CLIENT_DEFAULT
 _BUFFERED = "rana.buffered"  # request extension: the caller wants the whole body (send(stream=False))
 _DEFAULT_HEADERS = {"accept": "*/*", "accept-encoding": "gzip, deflate", "user-agent": "RANA"}
 _URLS: dict[str, httpx.URL] = {}
+_ENCODED_HEADERS = (b"content-encoding", b"content-length")
+
+
+class ResponseTooLarge(httpx.DecodingError):
+    """An upstream response past the client's cap (RANA_UPSTREAM_MAX_BYTES)."""
+
+    kind = "response too large"
+
+    def __init__(self, cap: int) -> None:
+        super().__init__(
+            f"the upstream's response is larger than the {cap}-byte cap (RANA_UPSTREAM_MAX_BYTES)"
+        )
+        self.cap = cap
+
 
 # aiohttp exception -> httpx exception, most specific first (the adapters classify httpx's).
 _ERROR_MAP: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
@@ -93,13 +115,88 @@ def _check_literal(url: httpx.URL, allowed_hosts: tuple[str, ...]) -> None:
     check_address(url.host, address, allowed_hosts)
 
 
+class _Inflater:
+    """gzip or deflate decoded in bounded steps: never more than `room` bytes out at once."""
+
+    def __init__(self, encoding: str) -> None:
+        self._gzip = encoding == "gzip"
+        self._name = encoding
+        self._inflate = zlib.decompressobj(zlib.MAX_WBITS | 16 if self._gzip else zlib.MAX_WBITS)
+        self._started = False
+
+    def decode(self, data: bytes, room: int | None) -> bytes:
+        """What `data` inflates to, stopped one byte past `room` (None: no limit); a result
+        longer than `room` means the body is past its cap and the rest is left unread."""
+        limit = 0 if room is None else room + 1  # zlib: 0 is no limit
+        try:
+            return self._inflate.decompress(data, limit)
+        except zlib.error:
+            if self._gzip or self._started:
+                raise httpx.DecodingError(f"the upstream's {self._name} body is broken") from None
+            # "deflate" as some servers send it: raw, without the zlib header (httpx allows it too)
+            self._inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+            try:
+                return self._inflate.decompress(data, limit)
+            except zlib.error:
+                raise httpx.DecodingError("the upstream's deflate body is broken") from None
+        finally:
+            self._started = True
+
+
+def _inflater(response: aiohttp.ClientResponse) -> _Inflater | None:
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    return _Inflater(encoding) if encoding in ("gzip", "deflate") else None
+
+
+def _decoded_headers(response: aiohttp.ClientResponse, inflater: _Inflater | None) -> Any:
+    """The headers httpx sees: without Content-Encoding once the body was inflated here."""
+    if inflater is None:
+        return response.raw_headers
+    return [(name, value) for name, value in response.raw_headers if name.lower() not in _ENCODED_HEADERS]
+
+
+async def _read_whole(response: aiohttp.ClientResponse, cap: int | None, inflater: _Inflater | None) -> bytes:
+    """The whole body, decoded, refused past `cap` without reading the rest."""
+    if cap is None:
+        content = await response.read()
+        return content if inflater is None else inflater.decode(content, None)
+    length = response.content_length
+    if inflater is None and length is not None:
+        if length > cap:
+            response.close()
+            raise ResponseTooLarge(cap)
+        return await response.read()
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_any():
+        data = chunk if inflater is None else inflater.decode(chunk, cap - size)
+        size += len(data)
+        if size > cap:
+            response.close()
+            raise ResponseTooLarge(cap)
+        parts.append(data)
+    response.release()
+    return b"".join(parts)
+
+
 class _ResponseStream(httpx.AsyncByteStream):
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+    def __init__(
+        self, response: aiohttp.ClientResponse, cap: int | None = None, inflater: _Inflater | None = None
+    ) -> None:
         self._response = response
+        self._cap = cap
+        self._inflater = inflater
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        cap, inflater = self._cap, self._inflater
+        size = 0
         with _mapped_errors():
             async for chunk in self._response.content.iter_any():
+                if inflater is not None:
+                    chunk = inflater.decode(chunk, None if cap is None else cap - size)
+                size += len(chunk)
+                if cap is not None and size > cap:
+                    raise ResponseTooLarge(cap)
                 yield chunk
 
     async def aclose(self) -> None:
@@ -113,9 +210,12 @@ class _ResponseStream(httpx.AsyncByteStream):
 class GuardedTransport(httpx.AsyncBaseTransport):
     """httpx transport over one aiohttp session, created lazily inside the running loop."""
 
-    def __init__(self, *, allowed_hosts: Iterable[str], limits: httpx.Limits) -> None:
+    def __init__(
+        self, *, allowed_hosts: Iterable[str], limits: httpx.Limits, max_body_bytes: int | None = None
+    ) -> None:
         self._allowed_hosts = tuple(allowed_hosts)
         self._limits = limits
+        self.max_body_bytes = max_body_bytes
         self._ssl = httpx.create_ssl_context(trust_env=False)  # certifi, verification on
         self._session: aiohttp.ClientSession | None = None
 
@@ -158,16 +258,20 @@ class GuardedTransport(httpx.AsyncBaseTransport):
                 ),
             )
         extensions = {"http_version": b"HTTP/1.1", "reason_phrase": (response.reason or "").encode()}
+        inflater = _inflater(response)
         if request.extensions.get(_BUFFERED):
             with _mapped_errors():
-                content = await response.read()
+                content = await _read_whole(response, self.max_body_bytes, inflater)
             return httpx.Response(
-                response.status, headers=response.raw_headers, content=content, extensions=extensions
+                response.status,
+                headers=_decoded_headers(response, inflater),
+                content=content,
+                extensions=extensions,
             )
         return httpx.Response(
             status_code=response.status,
-            headers=response.raw_headers,
-            stream=_ResponseStream(response),
+            headers=_decoded_headers(response, inflater),
+            stream=_ResponseStream(response, self.max_body_bytes, inflater),
             request=request,
             extensions=extensions,
         )
@@ -202,6 +306,8 @@ class UpstreamClient(httpx.AsyncClient):
     Requests that use what the short path leaves out (params, cookies, files, form data)
     take httpx's own path.
     """
+
+    max_body_bytes: int | None = None  # the transport's cap on a response (build_client)
 
     def build_request(
         self,
@@ -248,18 +354,23 @@ class UpstreamClient(httpx.AsyncClient):
         return response
 
 
-def build_client(*, allowed_hosts: Iterable[str], max_connections: int = 500) -> httpx.AsyncClient:
+def build_client(
+    *, allowed_hosts: Iterable[str], max_connections: int = 500, max_body_bytes: int | None = None
+) -> httpx.AsyncClient:
+    """A guarded client; `max_body_bytes` caps every response it reads (None: no cap)."""
     limits = httpx.Limits(
         max_connections=max_connections,
         max_keepalive_connections=max_connections,
         keepalive_expiry=30,
     )
-    return UpstreamClient(
-        transport=GuardedTransport(allowed_hosts=allowed_hosts, limits=limits),
+    client = UpstreamClient(
+        transport=GuardedTransport(allowed_hosts=allowed_hosts, limits=limits, max_body_bytes=max_body_bytes),
         follow_redirects=False,
         trust_env=False,
         timeout=httpx.Timeout(30.0, connect=5.0),
     )
+    client.max_body_bytes = max_body_bytes
+    return client
 
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
@@ -274,20 +385,26 @@ def _client_for_loop(
     clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient],
     allowed_hosts: Iterable[str],
     max_connections: int,
+    max_body_bytes: int | None = None,
 ) -> httpx.AsyncClient:
     loop = asyncio.get_running_loop()
     client = clients.get(loop)
-    if client is None or client.is_closed:
-        client = build_client(allowed_hosts=allowed_hosts, max_connections=max_connections)
+    if client is None or client.is_closed or getattr(client, "max_body_bytes", None) != max_body_bytes:
+        client = build_client(
+            allowed_hosts=allowed_hosts, max_connections=max_connections, max_body_bytes=max_body_bytes
+        )
         clients[loop] = client
     return client
 
 
 def shared_client() -> httpx.AsyncClient:
-    """The process's client for the running event loop (clients cannot cross loops)."""
+    """The process's client for the running event loop (clients cannot cross loops), its
+    responses capped at RANA_UPSTREAM_MAX_BYTES."""
     from django.conf import settings
 
-    return _client_for_loop(_clients, settings.RANA_ALLOWED_UPSTREAM_HOSTS, 500)
+    return _client_for_loop(
+        _clients, settings.RANA_ALLOWED_UPSTREAM_HOSTS, 500, settings.RANA_UPSTREAM_MAX_BYTES or None
+    )
 
 
 def image_client() -> httpx.AsyncClient:

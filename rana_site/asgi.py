@@ -20,6 +20,14 @@ from providers.services import service_start  # noqa: E402
 
 service_start()
 
+# Served by scripts/serve: stop (gracefully, within RANA_SHUTDOWN_TIMEOUT_S) if granian's master
+# dies, rather than serve on as an orphan holding the port the restarted master needs.
+from django.conf import settings  # noqa: E402
+
+from rana_site.serve import exit_with_master  # noqa: E402
+
+exit_with_master(settings.RANA_SHUTDOWN_TIMEOUT_S)
+
 # What is loaded by now (Django, the apps, their modules) lives as long as the process: move it
 # out of the cyclic garbage collector's reach, so full collections stop walking it. Measured
 # with the API under load: full collections went from up to 60 ms each to under 2 ms, and

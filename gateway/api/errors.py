@@ -24,6 +24,7 @@ log = logging.getLogger("rana.gateway")
 # Failure classes that mean the caller's request is wrong, whatever provider answers it.
 _CALLER_FAULTS = {"invalid_request", "context_length", "content_filter"}
 _NO_RETRY = ("x-should-retry", "false")
+_CLOSE = ("connection", "close")
 
 
 class ApiError(Exception):
@@ -62,6 +63,28 @@ def body_too_large(limit: int) -> ApiError:
         413,
         f"The request body is larger than {limit} bytes (RANA_API_MAX_BODY_BYTES).",
         code="request_too_large",
+        headers=[_CLOSE],  # what is left of the body is never read: the connection cannot be reused
+    )
+
+
+def body_timeout(timeout_s: float) -> ApiError:
+    return ApiError(
+        408,
+        f"The request body did not arrive within {timeout_s:g} s (RANA_API_BODY_TIMEOUT_S).",
+        code="request_timeout",
+        headers=[_CLOSE],
+    )
+
+
+def overloaded(limit: int) -> ApiError:
+    """More requests in flight in this worker than RANA_MAX_CONCURRENCY: come back in a second."""
+    return ApiError(
+        503,
+        f"RANA is serving as many requests as it allows at once ({limit} per worker, "
+        "RANA_MAX_CONCURRENCY); retry shortly.",
+        type="server_error",
+        code="server_overloaded",
+        headers=[("retry-after", "1")],
     )
 
 

@@ -120,7 +120,17 @@ def _stream(body: dict[str, Any]) -> tuple[bool, bool]:
     return True, bool(include_usage)
 
 
-def chat_call_parse(body: bytes) -> ChatCall:
+def too_many_messages(count: int, limit: int) -> ApiError:
+    return ApiError(
+        400,
+        f"'messages' has {count} messages; RANA accepts at most {limit} in one request "
+        "(RANA_API_MAX_MESSAGES).",
+        param="messages",
+        code="too_many_messages",
+    )
+
+
+def chat_call_parse(body: bytes, *, max_messages: int | None = None) -> ChatCall:
     """Read and check a request body; raises ApiError (400) naming the field at fault."""
     try:
         data = orjson.loads(body)
@@ -137,6 +147,8 @@ def chat_call_parse(body: bytes) -> ChatCall:
     messages = data.get("messages")
     if messages is None:
         raise ApiError(400, "Missing required parameter: 'messages'.", param="messages")
+    if max_messages is not None and isinstance(messages, list) and len(messages) > max_messages:
+        raise too_many_messages(len(messages), max_messages)
     stream, include_usage = _stream(data)
     legacy = bool(data.get("functions")) and not data.get("tools")
     return ChatCall(_chain(data), messages, params, stream, include_usage, legacy)

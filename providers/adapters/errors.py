@@ -10,7 +10,8 @@ Transport errors (httpx), as classified here:
 - ReadError / WriteError (reset), RemoteProtocolError (peer closed mid-body, bad framing),
   CloseError, LocalProtocolError, UnsupportedProtocol, ProxyError -> connection_error:
   the exchange broke below HTTP, and moving on to the next step is the right reaction.
-- DecodingError (broken gzip/brotli body) -> bad_response.
+- DecodingError (broken gzip/brotli body; a body past the client's size cap,
+  http_client.ResponseTooLarge) -> bad_response.
 
 Status defaults (adapters refine them from the provider's error body):
 401/403 -> auth_error; 402 -> quota_exhausted; 408 -> timeout; 429 and 529 -> rate_limited;
@@ -61,18 +62,22 @@ def transport_failure_class(exc: httpx.HTTPError) -> FailureClass:
     return FailureClass.CONNECTION_ERROR
 
 
+_KINDS: dict[type[httpx.HTTPError], str] = {
+    httpx.ConnectTimeout: "connect timeout",
+    httpx.ReadTimeout: "read timeout: no data from the upstream in time",
+    httpx.WriteTimeout: "write timeout",
+    httpx.PoolTimeout: "no free connection in the pool in time",
+    httpx.ConnectError: "cannot connect",
+    httpx.ReadError: "connection broken while reading (reset?)",
+    httpx.WriteError: "connection broken while sending",
+    httpx.RemoteProtocolError: "the upstream broke the HTTP exchange",
+    httpx.DecodingError: "the response body cannot be decoded",
+}
+
+
 def _transport_message(exc: httpx.HTTPError) -> str:
-    kind = {
-        httpx.ConnectTimeout: "connect timeout",
-        httpx.ReadTimeout: "read timeout: no data from the upstream in time",
-        httpx.WriteTimeout: "write timeout",
-        httpx.PoolTimeout: "no free connection in the pool in time",
-        httpx.ConnectError: "cannot connect",
-        httpx.ReadError: "connection broken while reading (reset?)",
-        httpx.WriteError: "connection broken while sending",
-        httpx.RemoteProtocolError: "the upstream broke the HTTP exchange",
-        httpx.DecodingError: "the response body cannot be decoded",
-    }.get(type(exc), type(exc).__name__)
+    # A subclass the client raises itself (http_client.ResponseTooLarge) names its own kind.
+    kind = _KINDS.get(type(exc)) or getattr(exc, "kind", None) or type(exc).__name__
     detail = str(exc)
     return f"{kind}: {detail}" if detail else kind
 

@@ -85,6 +85,8 @@ class Fault:
     thinking: str | None = None  # Anthropic thinking block, Gemini thought part (OpenAI: none)
     signature: str | None = None  # Anthropic: None gives DEFAULT_SIGNATURE; Gemini thoughtSignature
     json_tool: str | None = None  # Anthropic: the JSON answer as a forced tool_use of this name
+    size_bytes: int = 0  # Fault.oversized: the body's size
+    chunked: bool = False  # Fault.oversized, not streamed: chunked instead of a Content-Length
 
     # --- success ----------------------------------------------------------------------
     @classmethod
@@ -264,6 +266,16 @@ class Fault:
     def empty_stream(cls) -> Fault:
         """A well-framed stream, end marker included, that carries no text at all."""
         return cls("empty_stream")
+
+    @classmethod
+    def oversized(cls, size_bytes: int, *, chunked: bool = False, after_chunks: int = 0) -> Fault:
+        """A 200 of size_bytes, written 64 KiB at a time from one buffer (the fake holds none of it).
+
+        Not streamed: the success body with a padding field, with its Content-Length (or
+        chunked). Streamed: after_chunks content events, then SSE comment lines until the size
+        is reached, then the rest of the stream.
+        """
+        return cls("oversized", size_bytes=size_bytes, chunked=chunked, after_chunks=after_chunks)
 
     # --- transport faults -------------------------------------------------------------
     @classmethod

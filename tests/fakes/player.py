@@ -183,6 +183,44 @@ async def _send_partial(fault: Fault, ex: Exchange) -> None:
     await _write(ex, _json_head(ex, 200, len(body), fault, "application/json") + body[: len(body) // 2])
 
 
+PAD = 64 * 1024
+
+
+async def _write_padding(ex: Exchange, size: int, frame: Callable[[int], bytes]) -> None:
+    """size bytes of padding, frame(n) making each write of n bytes from one reused buffer."""
+    full = frame(PAD)
+    while size > 0:
+        n = min(PAD, size)
+        await _write(ex, full if n == PAD else frame(n))
+        size -= n
+
+
+async def play_oversized(fault: Fault, ex: Exchange) -> bool:
+    if ex.stream and ex.sse:
+        parts = _parts(ex)
+        before = "".join(parts.partial(fault.after_chunks)).encode()
+        after = "".join(parts.content[fault.after_chunks :] + parts.ending).encode()
+        await _write(ex, _stream_head(ex) + chunk(before))
+        padding = fault.size_bytes - len(before) - len(after)
+        await _write_padding(ex, padding, lambda n: chunk(b":" + b"x" * (n - 3) + b"\n\n"))
+        await _write(ex, chunk(after) + LAST_CHUNK)
+        return True
+    body = _encode(SUCCESS_BODY[ex.reply.protocol](ex.reply))
+    prefix, suffix = b'{"padding":"', b'",' + body[1:]
+    padding = max(0, fault.size_bytes - len(prefix) - len(suffix))
+    if fault.chunked:
+        headers = [("content-type", "application/json"), ("transfer-encoding", "chunked"), ex.id_header]
+        await _write(ex, head(200, headers) + chunk(prefix))
+        await _write_padding(ex, padding, lambda n: chunk(b"x" * n))
+        await _write(ex, chunk(suffix) + LAST_CHUNK)
+    else:
+        size = len(prefix) + padding + len(suffix)
+        await _write(ex, _json_head(ex, 200, size, fault, "application/json") + prefix)
+        await _write_padding(ex, padding, lambda n: b"x" * n)
+        await _write(ex, suffix)
+    return True
+
+
 async def play_reset(fault: Fault, ex: Exchange) -> bool:
     await _send_partial(fault, ex)
     await asyncio.sleep(RESET_GRACE_S)
@@ -223,6 +261,7 @@ PLAYERS: dict[str, Callable[[Fault, Exchange], Awaitable[bool]]] = {
     "truncated": play_truncated,
     "stalled": play_stalled,
     "hang": play_hang,
+    "oversized": play_oversized,
 }
 
 
