@@ -21,7 +21,14 @@ from jsonschema.exceptions import SchemaError
 
 from providers.models import FallbackChain
 from providers.selectors import chain_list
-from providers.services import FAULT_CHOICES, STREAM_CUT, FaultSpec, params_normalise
+from providers.services import (
+    FAULT_CHOICES,
+    IMAGE_MEDIA_TYPES,
+    STREAM_CUT,
+    FaultSpec,
+    params_normalise,
+    sniff_media_type,
+)
 from providers.types import InvalidRequest
 
 PARAM_FIELDS = ("temperature", "max_tokens", "top_p", "stop")
@@ -48,24 +55,10 @@ SCHEMA_EXAMPLE = {
     "additionalProperties": False,
 }
 SCHEMA_NAME = "answer"
-IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
 
 
 def example_json(value: Any) -> str:
     return json.dumps(value, indent=2)
-
-
-def sniff_image(head: bytes) -> str | None:
-    """The image type the bytes say they are (magic numbers): png, jpeg, gif or webp."""
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if head.startswith((b"GIF87a", b"GIF89a")):
-        return "image/gif"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
-    return None
 
 
 def _parse_json(text: str) -> Any:
@@ -154,7 +147,7 @@ class PromptForm(ParamsMixin):
     image = forms.FileField(
         required=False,
         label="Attach an image",
-        widget=forms.FileInput(attrs={"accept": ",".join(IMAGE_TYPES)}),
+        widget=forms.FileInput(attrs={"accept": ",".join(IMAGE_MEDIA_TYPES)}),
     )
     tools = forms.CharField(
         required=False,
@@ -220,7 +213,7 @@ class PromptForm(ParamsMixin):
                 f"The image is {upload.size:,} bytes; the limit is {limit:,} bytes (RANA_IMAGE_MAX_BYTES)."
             )
         raw = upload.read()
-        media_type = sniff_image(raw[:16])
+        media_type = sniff_media_type(raw[:16])
         if media_type is None:
             raise forms.ValidationError("Attach a PNG, JPEG, GIF or WebP image: this file is not one.")
         return f"data:{media_type};base64,{base64.b64encode(raw).decode('ascii')}"

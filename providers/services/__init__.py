@@ -9,6 +9,8 @@ of this package are the hub's insides.
 from providers.redaction import redact
 from providers.services.completions import complete, complete_sync
 from providers.services.faults import FAULT_CHOICES, STREAM_CUT, FaultSpec
+from providers.services.image_parts import MEDIA_TYPES as IMAGE_MEDIA_TYPES
+from providers.services.image_parts import sniff_media_type
 from providers.services.inputs import messages_normalise, params_normalise
 from providers.services.ledger import Caller
 from providers.services.ledger_wait import completion_timeline_await, ledger_await
@@ -30,6 +32,7 @@ __all__ = [
     "ATTEMPT_FIELDS",
     "COMPLETION_FIELDS",
     "FAULT_CHOICES",
+    "IMAGE_MEDIA_TYPES",
     "STREAM_CUT",
     "ActivityWindow",
     "Behaviour",
@@ -52,5 +55,6 @@ __all__ = [
     "service_shutdown",
     "service_start",
     "simulation_chains",
+    "sniff_media_type",
     "stream",
 ]

@@ -5,34 +5,18 @@ fake image host), and steps whose model cannot see images skipped without a call
 from __future__ import annotations
 
 import base64
-import struct
-import zlib
 
 import pytest
 from asgiref.sync import sync_to_async
 
 from providers.models import Attempt, Completion, ModelCapability
 from tests.fakes import FakeUpstream
+from tests.fakes.images import png_1x1
 
 from .conftest import auth, make_chain
 
 pytestmark = pytest.mark.django_db(transaction=True)
 URL = "/v1/chat/completions"
-
-
-def png_1x1() -> bytes:
-    """A real 1x1 PNG (signature, IHDR, IDAT, IEND)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\x00\xff\x00\x00"))
-        + chunk(b"IEND", b"")
-    )
 
 
 PNG = png_1x1()

@@ -7,8 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import struct
-import zlib
 from collections.abc import Iterator
 from types import SimpleNamespace
 
@@ -22,6 +20,7 @@ from playground.models import PlaygroundRun
 from playground.templatetags.playground_tags import attempt_words
 from providers.models import ChainStep, FallbackChain, ModelCapability, Provider
 from tests.fakes import FakeToolCall, FakeUpstream, Fault
+from tests.fakes.images import png_1x1
 from tests.playground.asgi_server import form_data
 from tests.playground.test_stream import parse_sse
 
@@ -34,21 +33,6 @@ SCHEMA = {
     "properties": {"city": {"type": "string"}, "temperature_c": {"type": "number"}},
     "required": ["city"],
 }
-
-
-def png_bytes() -> bytes:
-    """A real 1x1 PNG."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\0\xff\0\0"))
-        + chunk(b"IEND", b"")
-    )
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +121,7 @@ def test_an_upload_that_is_not_an_image_is_a_field_error(user_client, chains):
 
 def test_an_oversized_image_is_a_field_error(user_client, chains, settings):
     settings.RANA_IMAGE_MAX_BYTES = 40
-    upload = SimpleUploadedFile("big.png", png_bytes() + b"\0" * 100, content_type="image/png")
+    upload = SimpleUploadedFile("big.png", png_1x1() + b"\0" * 100, content_type="image/png")
     response = user_client.post(reverse("playground:send"), {**form_data(), "image": upload}, **HX)
     field = field_html(response.content.decode(), "image")
     assert "the limit is 40 bytes" in field
@@ -152,11 +136,11 @@ def test_a_tool_choice_without_tools_is_not_sent(user_client, chains):
 # --- images ------------------------------------------------------------------------------
 def test_an_attached_image_reaches_the_upstream_as_an_image_url_part(user_client, fake_chains, upstream):
     upstream.script("openai", [Fault.ok("A tiny red square.")])
-    upload = SimpleUploadedFile("dot.png", png_bytes(), content_type="image/png")
+    upload = SimpleUploadedFile("dot.png", png_1x1(), content_type="image/png")
     data = {**form_data(chain="tools", stream="", message="What is in this picture?"), "image": upload}
     response = user_client.post(reverse("playground:send"), data)
     assert response.status_code == 302
-    data_url = "data:image/png;base64," + base64.b64encode(png_bytes()).decode()
+    data_url = "data:image/png;base64," + base64.b64encode(png_1x1()).decode()
     [request] = upstream.requests
     assert request.json["messages"][-1]["content"] == [
         {"type": "text", "text": "What is in this picture?"},
@@ -179,7 +163,7 @@ def blind(*models: str, **lacks: bool) -> None:
 def test_a_step_that_cannot_serve_images_is_skipped_and_said_so(user_client, fake_chains, upstream):
     blind("m1", images=False)
     upstream.script("openai", [Fault.ok("A dot.")])
-    upload = SimpleUploadedFile("dot.png", png_bytes(), content_type="image/png")
+    upload = SimpleUploadedFile("dot.png", png_1x1(), content_type="image/png")
     response = user_client.post(
         reverse("playground:send"), {**form_data(chain="mixed", stream=""), "image": upload}
     )

@@ -17,7 +17,6 @@ import signal
 import sqlite3
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ import pytest
 
 from tests.fakes import FakeUpstream, Fault
 from tests.gateway.live import LiveGateway, start_gateway
+from tests.site.postgres import fresh_database
 
 CLIENTS = 20
 RUN_S = float(os.environ.get("RANA_TEST_KILL_RUN_S", "30"))
@@ -117,22 +117,6 @@ class Ledger:
         return sum(1 for (cid,) in rows if str(cid).replace("-", "") in requests)
 
 
-def _postgres_database() -> Iterator[str]:
-    server = os.environ.get("RANA_TEST_POSTGRES_URL", "")
-    if not server:
-        if os.environ.get("CI"):
-            pytest.fail("RANA_TEST_POSTGRES_URL is not set: scripts/test starts the server and sets it")
-        pytest.skip("no RANA_TEST_POSTGRES_URL: run through scripts/test")
-    import psycopg
-
-    name = f"rana_durable_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    yield server.rsplit("/", 1)[0] + "/" + name
-    with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def _suite_on_postgres() -> bool:
     return os.environ.get("DATABASE_URL", "").startswith("postgres")
 
@@ -148,7 +132,7 @@ def database_url(request) -> Iterator[str | None]:
         return
     if not _suite_on_postgres() and os.environ.get("RANA_TEST_POSTGRES_URL"):
         pytest.skip("the PostgreSQL variant runs in scripts/test's PostgreSQL pass")
-    yield from _postgres_database()
+    yield from fresh_database("rana_durable")
 
 
 def _settled(ledger: Ledger, want: Callable[[], bool], timeout_s: float = 60.0) -> None:

@@ -7,9 +7,7 @@ rate limit holds across both workers because the count lives in Redis.
 
 from __future__ import annotations
 
-import os
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,34 +18,20 @@ import pytest
 
 from tests.fakes.upstream import FakeUpstream
 from tests.gateway.live import LiveGateway, start_gateway
+from tests.site.postgres import fresh_database, server_url
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 REQUESTS = 200
 
 
-def _server(name: str) -> str:
-    url = os.environ.get(name, "")
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail(f"{name} is not set: scripts/test starts the server and sets it")
-        pytest.skip(f"no {name}: run through scripts/test")
-    return url
-
-
 @pytest.fixture(scope="module")
 def database() -> Iterator[str]:
-    server = _server("RANA_TEST_POSTGRES_URL")
-    name = f"rana_live_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    yield server.rsplit("/", 1)[0] + "/" + name
-    with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    yield from fresh_database("rana_live")
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory, database) -> Iterator[LiveGateway]:
-    redis_url = _server("RANA_TEST_REDIS_URL").rsplit("/", 1)[0] + "/3"
+    redis_url = server_url("RANA_TEST_REDIS_URL").rsplit("/", 1)[0] + "/3"
     with FakeUpstream() as fake:
         env = {"DATABASE_URL": database, "REDIS_URL": redis_url, "CELERY_BROKER_URL": "memory://"}
         gateway = start_gateway(
