@@ -141,6 +141,7 @@ def _settled(ledger: Ledger, want: Callable[[], bool], timeout_s: float = 60.0) 
         time.sleep(0.25)
 
 
+@pytest.mark.timeout(RUN_S + 180)
 def test_a_worker_killed_under_load_costs_only_its_requests_and_loses_no_row(tmp_path, database_url):
     with FakeUpstream(models=("primary", "backup"), record_limit=1_000_000) as fake:
         fake.set_default(flaky, model="primary")
@@ -187,6 +188,7 @@ def test_a_worker_killed_under_load_costs_only_its_requests_and_loses_no_row(tmp
 
 
 @pytest.mark.skipif(_suite_on_postgres(), reason="a SQLite lock: runs in scripts/test's SQLite pass")
+@pytest.mark.timeout(LOCK_S + 300)  # the lock, the load around it, and writing what waited
 def test_a_database_locked_for_minutes_under_load_loses_no_row_and_memory_stays_flat(tmp_path):
     with FakeUpstream(models=("primary", "backup"), record_limit=1_000_000) as fake:
         gateway = start_gateway(upstream_url=fake.base_url, workdir=tmp_path, workers=2, extra_env=ENV)
