@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from django.contrib import admin, messages
-from django.db.models import Count, OuterRef, QuerySet, Subquery, Sum
+from django.db.models import OuterRef, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.utils import timezone
@@ -65,7 +65,8 @@ class GatewayKeyAdmin(admin.ModelAdmin):
             .get_queryset(request)
             .prefetch_related("allowed_chains")
             .annotate(
-                requests_30d=Coalesce(_usage("requests", Count("id")), 0),
+                # A sampled budget refusal row stands for `represents` requests.
+                requests_30d=Coalesce(_usage("requests", Sum("represents")), 0),
                 spend_30d=_usage("spend", Sum("cost_usd")),
             )
         )

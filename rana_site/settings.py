@@ -286,6 +286,11 @@ RANA_SHUTDOWN_TIMEOUT_S = env.int("RANA_SHUTDOWN_TIMEOUT_S", default=30)
 # Global spend limits in USD across every chain (optional).
 RANA_GLOBAL_DAILY_BUDGET_USD = env.str("RANA_GLOBAL_DAILY_BUDGET_USD", default="") or None
 RANA_GLOBAL_MONTHLY_BUDGET_USD = env.str("RANA_GLOBAL_MONTHLY_BUDGET_USD", default="") or None
+# Budgets hold each request's estimated cost while it runs (providers.services.budget): the
+# output allowance of a request without max_tokens, and the interval over which the refusals
+# of one spent budget (per chain and caller) are written as one sampled ledger row.
+RANA_BUDGET_DEFAULT_OUTPUT_TOKENS = env.int("RANA_BUDGET_DEFAULT_OUTPUT_TOKENS", default=4096)
+RANA_BUDGET_REFUSAL_SAMPLE_S = env.float("RANA_BUDGET_REFUSAL_SAMPLE_S", default=10.0)
 
 # Circuit breaker (per process): consecutive transient failures that open a provider+model,
 # how long it stays open, and the cooldown after an auth or quota error.

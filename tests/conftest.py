@@ -40,6 +40,17 @@ def _fresh_circuit_breaker():
     get_breaker().reset()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_budget_state():
+    """Budget holds (local memory) and counted refusals are per process: none leak across tests."""
+    from providers.services.budget_refusals import refusals
+    from providers.services.budget_store import store
+
+    yield
+    refusals.reset()
+    store().reset()
+
+
 @pytest.fixture
 def buffered_ledger(monkeypatch):
     """The ledger as served (write-behind, 50 ms batches) instead of the tests' synchronous one."""

@@ -3,7 +3,8 @@
 A LedgerSpec ties a ledger table (Attempt, Completion) to its rollup table: the time field,
 the dimensions (with the stand-in for NULL), the measures as SQL aggregates over raw rows
 and as Python accumulators over model instances. The SQL and Python forms must agree to the
-last count; tests/dashboards/test_rollups.py checks that they do.
+last count; tests/dashboards/test_rollups.py checks that they do. The completion count is a
+count of requests: the sum of `represents` (1 on every row but the sampled budget refusals).
 """
 
 from __future__ import annotations
@@ -135,8 +136,9 @@ def _attempt_accumulate(measures: Row, row: Attempt) -> None:
 
 
 def _completion_measures(histograms: bool) -> dict[str, models.Aggregate]:
+    # Requests, not rows: a sampled budget_blocked row stands for `represents` refusals.
     return {
-        "completions": Count("id"),
+        "completions": Sum("represents"),
         "attempt_count": Sum("attempt_count"),
         "latency_ms_sum": Sum("latency_ms"),
         "input_tokens": Sum("input_tokens"),
@@ -148,7 +150,7 @@ def _completion_measures(histograms: bool) -> dict[str, models.Aggregate]:
 
 
 def _completion_accumulate(measures: Row, row: Completion) -> None:
-    measures["completions"] += 1
+    measures["completions"] += row.represents
     measures["attempt_count"] += row.attempt_count
     measures["latency_ms_sum"] += row.latency_ms or 0.0
     measures["input_tokens"] += row.input_tokens

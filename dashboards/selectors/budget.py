@@ -6,6 +6,8 @@ regardless of the page's other filters; only the chain filter narrows the list).
 month-end figure extrapolates this month's spend linearly:
     projected = spent this month x (length of the month / time elapsed in it).
 Completions with usage but no price are counted per chain: their real cost is missing.
+Refused requests (budget_blocked, by any budget: key, chain or global) are counted per chain
+as requests, not ledger rows: one sampled row stands for `represents` refusals.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dashboards.selectors.reliability import pct
 from providers.models import FallbackChain
 
 CENT = Decimal("0.01")
+BUDGET_BLOCKED = "budget_blocked"
 
 
 def _periods(now: dt.datetime) -> tuple[dt.datetime, dt.datetime, dt.datetime]:
@@ -38,8 +41,22 @@ def _spend(start: dt.datetime, end: dt.datetime, chain_id: int | None) -> dict[i
     return {row["chain_id"]: row for row in rows}
 
 
+def _refused(start: dt.datetime, end: dt.datetime, chain_id: int | None) -> dict[int, int]:
+    f = Filters(start=start, end=end, tz=default_tz(), chain_id=chain_id, include_injected=True)
+    where = {"outcome": BUDGET_BLOCKED}
+    rows = completion_sums(f, ("chain_id",), where=where, measures=("completions",)) if end > start else []
+    return {row["chain_id"]: row["completions"] for row in rows}
+
+
 def _line(
-    name: str, spent_day: Decimal, spent_month: Decimal, daily, monthly, factor: Decimal, unpriced: int
+    name: str,
+    spent_day: Decimal,
+    spent_month: Decimal,
+    daily,
+    monthly,
+    factor: Decimal,
+    unpriced: int,
+    refused: tuple[int, int] = (0, 0),
 ):
     projected = spent_month * factor
     daily = Decimal(daily) if daily is not None else None
@@ -55,6 +72,8 @@ def _line(
         "projected_month": projected,
         "projected_share": pct(projected, monthly) if monthly else None,
         "unpriced": unpriced,
+        "refused_day": refused[0],
+        "refused_month": refused[1],
     }
 
 
@@ -64,6 +83,7 @@ def budget_burn(*, now: dt.datetime, chain_id: int | None = None) -> dict:
     elapsed = Decimal((now - month).total_seconds())
     factor = Decimal((next_month - month).total_seconds()) / elapsed if elapsed > 0 else Decimal(0)
     today, this_month = _spend(day, now, chain_id), _spend(month, now, chain_id)
+    refused_today, refused_month = _refused(day, now, chain_id), _refused(month, now, chain_id)
     chains = FallbackChain.objects.order_by("name")
     if chain_id is not None:
         chains = chains.filter(id=chain_id)
@@ -71,12 +91,14 @@ def budget_burn(*, now: dt.datetime, chain_id: int | None = None) -> dict:
     lines = []
     for chain in chains:
         spent = this_month.get(chain.id, zero)
-        if chain.daily_budget_usd is None and chain.monthly_budget_usd is None and not spent["cost_usd"]:
+        refused = (refused_today.get(chain.id, 0), refused_month.get(chain.id, 0))
+        budgeted = chain.daily_budget_usd is not None or chain.monthly_budget_usd is not None
+        if not budgeted and not spent["cost_usd"] and not refused[1]:
             continue
         spent_day = today.get(chain.id, zero)["cost_usd"]
         lines.append(
             _line(chain.name, spent_day, spent["cost_usd"], chain.daily_budget_usd, chain.monthly_budget_usd,
-                  factor, spent["unpriced"])
+                  factor, spent["unpriced"], refused)
         )  # fmt: skip
     glob = None
     if chain_id is None:
@@ -88,6 +110,7 @@ def budget_burn(*, now: dt.datetime, chain_id: int | None = None) -> dict:
             settings.RANA_GLOBAL_MONTHLY_BUDGET_USD,
             factor,
             sum(r["unpriced"] for r in this_month.values()),
+            (sum(refused_today.values()), sum(refused_month.values())),
         )
     return {
         "chains": lines,

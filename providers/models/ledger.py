@@ -97,6 +97,11 @@ class Completion(models.Model):
         blank=True,
         help_text="Capabilities the request needed (tools, images, json_schema ...).",
     )
+    # A budget_blocked row is a sample: it stands for every refusal of its budget, chain and
+    # caller in its interval (providers.services.budget_refusals). Dashboards sum this.
+    represents = models.PositiveIntegerField(
+        default=1, db_default=1, help_text="How many requests this row stands for (sampled refusals)."
+    )
 
     class Meta:
         ordering = ["-created_at"]

@@ -1,16 +1,34 @@
-"""Budgets: gateway key, chain and global spend per day and month, checked before any provider
-is tried, in one place for every scope.
+"""Budgets: gateway key, chain and global spend per day and month, enforced exactly under
+concurrency, in one place for every scope.
 
 Spend is kept as integer nano-dollars in the cache (Redis when REDIS_URL is set, so every
-worker shares it), seeded from the ledger on a miss and charged as completions finish.
+worker shares it), seeded from the ledger on a miss. Before any provider is tried a request
+holds its estimated cost (budget_estimate) on every limit it falls under, in one atomic
+check-and-reserve (budget_store: a Lua script on Redis, a lock per process otherwise); it is
+refused when a limit's spend plus what requests in flight hold has reached the limit. When it
+ends, however it ends, budget_settle releases the hold and charges what its attempts really
+cost. So concurrent requests cannot all pass a check that none of them has been charged for
+yet: the spend of a budget stays under its limit plus one request's cost (the one admitted
+last), plus whatever requests cost beyond their estimates. A hold carries an expiry (the
+chain's deadline plus HOLD_GRACE_S): a process that dies mid-request cannot keep it.
+
+The estimate is an upper bound taken from the request: prompt tokens at ~4 characters a
+token (messages, tool calls, tool definitions and the response format's schema, 4 tokens per
+message and IMAGE_TOKENS per image on top), plus max_tokens or, without it,
+RANA_BUDGET_DEFAULT_OUTPUT_TOKENS, every input token at the full input price of the chain's
+first step. A first step without a price holds nothing (the request is still checked). It
+can fall short when a fallback step is dearer, retries are billed, a provider adds a thinking
+budget on top of max_tokens or a tokenizer packs fewer characters per token.
+
 Nothing is read when no budget is configured.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-from dataclasses import dataclass
+import json
+import time
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.conf import settings
@@ -19,21 +37,35 @@ from django.db import close_old_connections
 from django.db.models import Sum
 from django.utils import timezone
 
+from providers.engine.plan import ChainPlan
+from providers.engine.types import ChatParams, ImagePart, Message
 from providers.models import Completion
+from providers.services.budget_store import Line, store
 
 NANO = Decimal(1_000_000_000)
+PER_MILLION = Decimal(1_000_000)
+CHARS_PER_TOKEN = 4
+MESSAGE_TOKENS = 4  # role and separators, per message
+IMAGE_TOKENS = 1600  # about what the providers bill for one large image
+HOLD_GRACE_S = 120  # a hold lapses this long after the chain's deadline
+HELD_RETRY_S = 1  # Retry-After when only holds of requests in flight fill the budget
+SPEND_TTL_S = 40 * 86400
 
 
 class BudgetExceeded(Exception):
-    def __init__(self, scope: str, limit: Decimal, spent: Decimal, retry_after_s: int) -> None:
+    def __init__(
+        self, scope: str, limit: Decimal, spent: Decimal, retry_after_s: int, held: Decimal = Decimal(0)
+    ) -> None:
         self.scope = scope
         self.limit = limit
         self.spent = spent
+        self.held = held  # what requests in flight hold on top of `spent`
         self.retry_after_s = retry_after_s
-        super().__init__(
-            f"{scope} budget reached: ${spent.quantize(Decimal('0.01'))} spent of "
-            f"${limit.quantize(Decimal('0.01'))}"
-        )
+        cents = Decimal("0.01")
+        message = f"{scope} budget reached: ${spent.quantize(cents)} spent of ${limit.quantize(cents)}"
+        if held and spent < limit:
+            message += f" and ${held.quantize(cents)} more held by requests in flight"
+        super().__init__(message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,46 +124,150 @@ def _cache_key(scope: BudgetScope, period: str, now: dt.datetime) -> str:
     return f"rana:spend:{scope.ident if scope.kind == 'chain' else 'all'}:{period}:{day}"
 
 
-def _spent_nano(scope: BudgetScope, period: str, now: dt.datetime) -> int:
-    """Spend so far from the cache; on a miss, from the ledger (then cached)."""
-    key = _cache_key(scope, period, now)
-    value = cache.get(key)
-    if value is None:
-        close_old_connections()
-        rows = Completion.objects.filter(created_at__gte=period_start(period, now))
-        if scope.kind == "chain":
-            rows = rows.filter(chain_id=int(scope.ident))
-        elif scope.kind == "key":
-            rows = rows.filter(gateway_key_prefix=scope.ident)
-        total = rows.aggregate(total=Sum("cost_usd"))["total"] or Decimal(0)
-        cache.add(key, int(total * NANO), timeout=40 * 86400)
-        value = cache.get(key, int(total * NANO))
-    return int(value)
+@dataclass(frozen=True, slots=True)
+class _Limit:
+    scope: BudgetScope
+    period: str
+    limit: Decimal
+    line: Line
+
+    @property
+    def name(self) -> str:
+        return f"{self.scope.kind} {'daily' if self.period == 'day' else 'monthly'}"
 
 
-def budget_check(*, scopes: tuple[BudgetScope, ...], now: dt.datetime | None = None) -> None:
-    """Raise BudgetExceeded naming the first budget already spent ("key daily", ...).
+def _limits_of(scopes: tuple[BudgetScope, ...], now: dt.datetime) -> tuple[_Limit, ...]:
+    return tuple(
+        _Limit(scope, period, limit, Line(_cache_key(scope, period, now), int(limit * NANO)))
+        for scope in scopes
+        for period, limit in _limits(scope)
+    )
+
+
+def _seed(limit: _Limit, now: dt.datetime) -> None:
+    """A counter the cache does not have: the ledger's spend in the period (then cached)."""
+    close_old_connections()
+    rows = Completion.objects.filter(created_at__gte=period_start(limit.period, now))
+    if limit.scope.kind == "chain":
+        rows = rows.filter(chain_id=int(limit.scope.ident))
+    elif limit.scope.kind == "key":
+        rows = rows.filter(gateway_key_prefix=limit.scope.ident)
+    total = rows.aggregate(total=Sum("cost_usd"))["total"] or Decimal(0)
+    cache.add(limit.line.spend_key, int(total * NANO), timeout=SPEND_TTL_S)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(slots=True)
+class Hold:
+    """What one request holds on its budgets until it is settled (once)."""
+
+    limits: tuple[_Limit, ...]
+    token: str
+    amount_nano: int  # 0: nothing held (an unpriced first step, or no budget)
+    settled: bool = field(default=False)
+
+    @property
+    def lines(self) -> tuple[Line, ...]:
+        return tuple(limit.line for limit in self.limits)
+
+
+def budget_reserve(
+    *,
+    scopes: tuple[BudgetScope, ...],
+    token: str,
+    estimate_usd: Decimal = Decimal(0),
+    ttl_s: int = 3600,
+    now: dt.datetime | None = None,
+) -> Hold:
+    """Check every budget and hold `estimate_usd` on all of them, in one atomic step; raise
+    BudgetExceeded naming the first budget whose spend plus holds has reached its limit.
 
     Blocking (cache and, on a miss, the database): async callers run it off the event loop."""
     now = now or timezone.now()
-    for scope in scopes:
-        for period, limit in _limits(scope):
-            spent = Decimal(_spent_nano(scope, period, now)) / NANO
-            if spent >= limit:
-                retry = int((period_end(period, now) - now).total_seconds()) + 1
-                name = f"{scope.kind} {'daily' if period == 'day' else 'monthly'}"
-                raise BudgetExceeded(name, limit, spent, retry)
+    limits = _limits_of(scopes, now)
+    hold = Hold(limits, token, max(0, int(estimate_usd * NANO)) if token else 0)
+    if not limits:
+        return hold
+    lines = hold.lines
+    for _ in range(len(limits) + 3):  # seed each missing counter (again if evicted meanwhile)
+        verdict = store().reserve(lines, token, hold.amount_nano, _now_ms(), max(1, int(ttl_s)))
+        if verdict.missing_at is not None:
+            _seed(limits[verdict.missing_at], now)
+            continue
+        if verdict.refused_at is None:
+            return hold
+        limit = limits[verdict.refused_at]
+        spent, held = Decimal(verdict.spent_nano) / NANO, Decimal(verdict.held_nano) / NANO
+        if spent >= limit.limit:
+            retry = int((period_end(limit.period, now) - now).total_seconds()) + 1
+        else:
+            retry = HELD_RETRY_S
+        raise BudgetExceeded(limit.name, limit.limit, spent, retry, held=held)
+    raise RuntimeError("the budget counters could not be seeded in the cache")
+
+
+def budget_settle(hold: Hold, cost_usd: Decimal) -> None:
+    """Release the request's hold and charge what it really cost (the first call only; blocking)."""
+    if hold.settled:
+        return
+    hold.settled = True
+    cost = max(0, int(cost_usd * NANO)) if cost_usd else 0
+    if hold.limits and (hold.amount_nano or cost):
+        store().settle(hold.lines, hold.token if hold.amount_nano else "", cost)
+
+
+def budget_check(*, scopes: tuple[BudgetScope, ...], now: dt.datetime | None = None) -> None:
+    """Raise BudgetExceeded naming the first budget already spent (holds of requests in flight
+    counted); holds nothing. Blocking, like budget_reserve."""
+    budget_reserve(scopes=scopes, token="", now=now)
 
 
 def budget_charge(
     *, scopes: tuple[BudgetScope, ...], cost_usd: Decimal, now: dt.datetime | None = None
 ) -> None:
-    """Add a finished completion's cost to every scope's running spend (blocking, like the check)."""
-    if not cost_usd:
-        return
+    """Add a cost to every scope's running spend, outside any hold (blocking)."""
+    if cost_usd:
+        limits = _limits_of(scopes, now or timezone.now())
+        store().settle(tuple(limit.line for limit in limits), "", int(cost_usd * NANO))
+
+
+def budget_held(*, scopes: tuple[BudgetScope, ...], now: dt.datetime | None = None) -> dict[str, Decimal]:
+    """What requests in flight hold now, per limit ("key daily", ...; blocking)."""
+    limits = _limits_of(scopes, now or timezone.now())
+    now_ms = _now_ms()
+    return {limit.name: Decimal(store().held(limit.line, now_ms)) / NANO for limit in limits}
+
+
+def budget_spent(*, scopes: tuple[BudgetScope, ...], now: dt.datetime | None = None) -> dict[str, Decimal]:
+    """What is charged so far, per limit ("key daily", ...): the counters, seeded on a miss."""
     now = now or timezone.now()
-    for scope in scopes:
-        for period, _limit in _limits(scope):
-            # Not seeded yet (ValueError): the next check reads the ledger, which has this cost.
-            with contextlib.suppress(ValueError):
-                cache.incr(_cache_key(scope, period, now), int(cost_usd * NANO))
+    spent = {}
+    for limit in _limits_of(scopes, now):
+        value = cache.get(limit.line.spend_key)
+        if value is None:
+            _seed(limit, now)
+            value = cache.get(limit.line.spend_key, 0)
+        spent[limit.name] = Decimal(int(value)) / NANO
+    return spent
+
+
+def _json_chars(value) -> int:
+    return len(json.dumps(value, default=str, separators=(",", ":"))) if value else 0
+
+
+def budget_estimate(plan: ChainPlan, messages: tuple[Message, ...], params: ChatParams) -> Decimal:
+    """The most the request should cost, priced with the first step's price (see above)."""
+    price = plan.steps[0].price if plan.steps else None
+    if price is None:
+        return Decimal(0)
+    chars = _json_chars(params.tools) + _json_chars(params.response_format)
+    images = 0
+    for message in messages:
+        chars += len(message.content) + sum(len(c.name) + len(c.arguments) for c in message.tool_calls)
+        images += sum(1 for part in message.parts if isinstance(part, ImagePart))
+    prompt = -(-chars // CHARS_PER_TOKEN) + MESSAGE_TOKENS * len(messages) + IMAGE_TOKENS * images
+    output = params.max_tokens or settings.RANA_BUDGET_DEFAULT_OUTPUT_TOKENS
+    return (prompt * price.input_per_mtok + output * price.output_per_mtok) / PER_MILLION

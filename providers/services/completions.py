@@ -1,7 +1,9 @@
 """complete() and stream(): the one path every prompt takes, from any spoke.
 
-Resolve the chain, validate the input, check the budget and the response cache, hand the
-engine a plain plan, record every attempt as it ends and the completion when it is done.
+Resolve the chain, validate the input, hold the request's estimated cost on its budgets (or
+refuse it), look in the response cache, hand the engine a plain plan, record every attempt as
+it ends and the completion when it is done, and settle the budgets with the real cost: in a
+finally block, so a request that fails, is cancelled or raises releases its hold too.
 """
 
 from __future__ import annotations
@@ -24,15 +26,16 @@ from providers.engine.plan import StepPlan
 from providers.engine.results import AllProvidersFailed, AttemptRecord, Cancelled, EngineResult
 from providers.engine.types import ChatParams, Message, ProviderError, ToolCall, Usage, request_needs
 from providers.http_client import shared_client
-from providers.models import CompletionOutcome, FallbackChain
+from providers.models import Completion, CompletionOutcome, FallbackChain
 from providers.models.ledger import new_request_id
-from providers.services import budget, response_cache
+from providers.services import budget, budget_refusals, response_cache
 from providers.services.breaker import get_breaker
 from providers.services.chains import LoadedChain, achain_cached, chain_load
 from providers.services.faults import FaultSpec, adapter_for_with_faults, fault_specs_bind
 from providers.services.image_fetch import images_resolve
 from providers.services.inputs import messages_normalise, params_normalise
 from providers.services.ledger import Caller, RequestLedger
+from providers.services.recorder import PendingRow, get_recorder
 from providers.signals import completion_recorded, fallback_happened
 from rana_site.cache_io import cache_run
 
@@ -77,6 +80,7 @@ class Prepared:
     params: ChatParams
     ledger: RequestLedger
     budgets: tuple[budget.BudgetScope, ...] = ()
+    hold: budget.Hold | None = None  # what it holds on its budgets until settle()
     cache_key: str | None = None
     cached: response_cache.CachedAnswer | None = None
 
@@ -89,8 +93,9 @@ async def prepare(
     caller: Caller,
     stream: bool,
 ) -> Prepared:
-    """Validate, resolve the chain, check budget and cache. Raises InvalidRequest,
-    ChainNotFound or BudgetExceeded (the last recorded as a budget_blocked completion)."""
+    """Validate, resolve the chain, hold the estimated cost on the budgets, look in the cache.
+    Raises InvalidRequest, ChainNotFound or BudgetExceeded (the last counted as a budget_blocked
+    completion: see budget_refusals). Whoever gets the Prepared must settle() it."""
     msgs = messages_normalise(messages)
     chat_params = params_normalise(params)
     loaded = await chain_resolve(chain)
@@ -107,19 +112,75 @@ async def prepare(
     )
     prepared = Prepared(loaded, msgs, chat_params, ledger, scopes)
     if scopes:
-        try:
-            await sync_to_async(budget.budget_check, thread_sensitive=False)(scopes=scopes)
-        except budget.BudgetExceeded as exc:
-            exc.request_id = ledger.request_id
-            await _finish(
-                ledger, CompletionOutcome.BUDGET_BLOCKED, error_class="budget_blocked", error_message=str(exc)
+        await _reserve(prepared)
+    try:
+        if loaded.cache_ttl_s and not needs:
+            # Cached answers are text: a request with tools, images or a response format is always asked.
+            prepared.cache_key = response_cache.cache_key(
+                loaded.chain_id, loaded.updated_at, msgs, chat_params
             )
-            raise
-    if loaded.cache_ttl_s and not needs:
-        # Cached answers are text: a request with tools, images or a response format is always asked.
-        prepared.cache_key = response_cache.cache_key(loaded.chain_id, loaded.updated_at, msgs, chat_params)
-        prepared.cached = await cache_run(response_cache.cache_get, prepared.cache_key)
+            prepared.cached = await cache_run(response_cache.cache_get, prepared.cache_key)
+    except BaseException:
+        await settle(prepared, Decimal(0))
+        raise
     return prepared
+
+
+async def _reserve(prepared: Prepared) -> None:
+    """Hold the request's estimated cost on its budgets (one atomic check-and-reserve), or
+    raise BudgetExceeded. Cancelled meanwhile, the hold taken by the worker thread is released
+    as soon as the thread is done."""
+    loaded, ledger = prepared.loaded, prepared.ledger
+    reserve = sync_to_async(budget.budget_reserve, thread_sensitive=False)
+    task = asyncio.ensure_future(
+        reserve(
+            scopes=prepared.budgets,
+            token=ledger.request_id.hex,
+            estimate_usd=budget.budget_estimate(loaded.plan, prepared.messages, prepared.params),
+            ttl_s=int(loaded.plan.deadline_s) + budget.HOLD_GRACE_S,
+        )
+    )
+    try:
+        prepared.hold = await asyncio.shield(task)
+    except budget.BudgetExceeded as exc:
+        exc.request_id = ledger.request_id
+        await _refused(ledger, exc)
+        raise
+    except asyncio.CancelledError:
+        task.add_done_callback(_release_late)
+        raise
+
+
+def _release_late(task: asyncio.Future) -> None:
+    if task.cancelled() or task.exception() is not None:
+        return
+    asyncio.get_running_loop().run_in_executor(None, budget.budget_settle, task.result(), Decimal(0))
+
+
+async def _refused(ledger: RequestLedger, exc: budget.BudgetExceeded) -> None:
+    """Count the refusal; its sampled row is written now or later (budget_refusals)."""
+    caller = ledger.caller
+    key = (exc.scope, ledger.chain_id, caller.source, caller.gateway_key_prefix, caller.user_id)
+    values = ledger.completion_values(
+        CompletionOutcome.BUDGET_BLOCKED, error_class="budget_blocked", error_message=str(exc)
+    )
+    row = budget_refusals.refusals.refused(key, values)
+    if row is not None:
+        completion = PendingRow(Completion, row)
+        get_recorder().submit(completion)
+        await _announce(completion, ledger)
+
+
+async def settle(prepared: Prepared, cost: Decimal) -> None:
+    """Release the request's budget hold and charge what it cost (failed attempts included).
+    Once per request; later calls do nothing."""
+    hold, prepared.hold = prepared.hold, None
+    if hold is None or hold.settled:
+        return
+    try:
+        await cache_run(budget.budget_settle, hold, cost)
+    except Exception:  # the answer stands; the hold lapses by itself
+        log.exception("could not settle request %s on its budgets", prepared.ledger.request_id)
 
 
 def engine_deps(ledger: RequestLedger, overrides: Mapping[str, Any] | None = None) -> EngineDeps:
@@ -166,7 +227,10 @@ def with_faults(
 
 
 async def _finish(ledger: RequestLedger, outcome: CompletionOutcome, **fields) -> None:
-    row = ledger.finish(outcome, **fields)
+    await _announce(ledger.finish(outcome, **fields), ledger)
+
+
+async def _announce(row: PendingRow, ledger: RequestLedger) -> None:
     if completion_recorded.has_listeners():
         for receiver, result in await completion_recorded.asend_robust(
             None, completion=row.build(), attempts=ledger.attempts
@@ -203,6 +267,7 @@ async def record_cache_hit(prepared: Prepared) -> CompletionResult:
         answered_model=prepared.cached.model,
         answered_step=prepared.cached.answered_step,
     )
+    await settle(prepared, Decimal(0))
     return result
 
 
@@ -220,7 +285,7 @@ async def record_success(prepared: Prepared, result: EngineResult) -> Completion
             provider_name=answered.provider_name,
             answered_step=result.answered_step,
         )
-    await charge(prepared, result.cost_usd)
+    await settle(prepared, result.cost_usd)
     return CompletionResult(
         request_id=ledger.request_id,
         text=result.response.text,
@@ -239,14 +304,6 @@ async def record_success(prepared: Prepared, result: EngineResult) -> Completion
     )
 
 
-async def charge(prepared: Prepared, cost: Decimal) -> None:
-    """Charge what the request cost (failed attempts included) to every budget it falls under."""
-    if cost and prepared.budgets:
-        await sync_to_async(budget.budget_charge, thread_sensitive=False)(
-            scopes=prepared.budgets, cost_usd=cost
-        )
-
-
 async def record_failure(prepared: Prepared, exc: AllProvidersFailed | Cancelled) -> None:
     exc.request_id = prepared.ledger.request_id
     if isinstance(exc, Cancelled):
@@ -262,7 +319,7 @@ async def record_failure(prepared: Prepared, exc: AllProvidersFailed | Cancelled
         error_message=str(exc)[:4000],
         retry_after_s=getattr(exc, "retry_after_s", None),
     )
-    await charge(prepared, exc.cost_usd)
+    await settle(prepared, exc.cost_usd)
 
 
 async def complete(
@@ -279,18 +336,21 @@ async def complete(
     recorded. `faults` are injected into this request's steps (the playground's fault
     injection); `overrides` replace engine dependencies (adapter_for, clock, rng, ...)."""
     prepared = await prepare(chain=chain, messages=messages, params=params, caller=caller, stream=False)
-    if prepared.cached:
-        return await record_cache_hit(prepared)
-    deps = engine_deps(prepared.ledger, with_faults(prepared, faults, overrides))
     try:
-        result = await run(prepared.loaded.plan, prepared.messages, prepared.params, deps)
-    except (AllProvidersFailed, Cancelled) as exc:
-        await record_failure(prepared, exc)
-        raise
-    except asyncio.CancelledError:
-        await record_failure(prepared, Cancelled("the caller went away", prepared.ledger.attempts))
-        raise
-    return await record_success(prepared, result)
+        if prepared.cached:
+            return await record_cache_hit(prepared)
+        deps = engine_deps(prepared.ledger, with_faults(prepared, faults, overrides))
+        try:
+            result = await run(prepared.loaded.plan, prepared.messages, prepared.params, deps)
+        except (AllProvidersFailed, Cancelled) as exc:
+            await record_failure(prepared, exc)
+            raise
+        except asyncio.CancelledError:
+            await record_failure(prepared, Cancelled("the caller went away", prepared.ledger.attempts))
+            raise
+        return await record_success(prepared, result)
+    finally:  # settled already unless something above raised before it could
+        await settle(prepared, prepared.ledger.cost_so_far)
 
 
 complete_sync = async_to_sync(complete)

@@ -165,6 +165,12 @@ class RequestLedger:
 
     def finish(self, outcome: CompletionOutcome, **fields) -> PendingRow:
         """Write the completion row; totals come from the attempts unless given."""
+        completion = PendingRow(Completion, self.completion_values(outcome, **fields))
+        get_recorder().submit(completion)
+        return completion
+
+    def completion_values(self, outcome: CompletionOutcome, **fields) -> dict[str, Any]:
+        """The completion row's values as of now (finish() writes them)."""
         values = completion_totals(self.attempts)
         values.update(fields)
         values.update(
@@ -182,6 +188,4 @@ class RequestLedger:
             injected=self.injected,
             needs=self.needs,
         )
-        completion = PendingRow(Completion, values)
-        get_recorder().submit(completion)
-        return completion
+        return values

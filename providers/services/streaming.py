@@ -3,7 +3,8 @@
 Budget, cache and chain errors are raised by stream() itself, before anything is sent, so
 a spoke can still answer with a proper status. Errors after that come out of iteration:
 AllProvidersFailed before the first token, StreamInterrupted after it. Closing the stream
-early closes the upstream and records the completion as cancelled.
+early closes the upstream and records the completion as cancelled. However the stream ends
+(finished, failed, closed, or never iterated and closed), its budget hold is settled.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from providers.services.completions import (
     record_cache_hit,
     record_failure,
     record_success,
+    settle,
     with_faults,
 )
 from providers.services.faults import FaultSpec
@@ -56,7 +58,10 @@ class CompletionStream:
         return self._events
 
     async def aclose(self) -> None:
-        await self._events.aclose()
+        try:
+            await self._events.aclose()
+        finally:  # a stream closed before its first pull never ran _run's own finally
+            await settle(self.prepared, self.prepared.ledger.cost_so_far)
 
     @property
     def attempts(self) -> list[AttemptRecord]:
@@ -94,29 +99,32 @@ class CompletionStream:
         self.result = await record_cache_hit(self.prepared)
 
     async def _run(self) -> AsyncIterator[StreamEvent]:
-        if self.prepared.cached:
-            async for event in self._replay_cache():
-                yield event
-            return
-        engine_stream = run_stream(
-            self.prepared.loaded.plan,
-            self.prepared.messages,
-            self.prepared.params,
-            engine_deps(self.prepared.ledger, self._overrides),
-        )
-        self._engine_stream = engine_stream
         try:
-            async for event in engine_stream:
-                yield event
-        except EngineError as exc:
+            if self.prepared.cached:
+                async for event in self._replay_cache():
+                    yield event
+                return
+            engine_stream = run_stream(
+                self.prepared.loaded.plan,
+                self.prepared.messages,
+                self.prepared.params,
+                engine_deps(self.prepared.ledger, self._overrides),
+            )
+            self._engine_stream = engine_stream
+            try:
+                async for event in engine_stream:
+                    yield event
+            except EngineError as exc:
+                self._finished = True
+                await record_failure(self.prepared, exc)
+                raise
+            except (asyncio.CancelledError, GeneratorExit):
+                await self._cancel(engine_stream)
+                raise
             self._finished = True
-            await record_failure(self.prepared, exc)
-            raise
-        except (asyncio.CancelledError, GeneratorExit):
-            await self._cancel(engine_stream)
-            raise
-        self._finished = True
-        self.result = await record_success(self.prepared, engine_stream.result)
+            self.result = await record_success(self.prepared, engine_stream.result)
+        finally:  # settled already unless something above raised before it could
+            await settle(self.prepared, self.prepared.ledger.cost_so_far)
 
     async def _cancel(self, engine_stream) -> None:
         if self._finished:
@@ -138,7 +146,11 @@ async def stream(
     """Start a streamed completion. Raises InvalidRequest, ChainNotFound, BudgetExceeded or
     StepOutOfRange. `faults` and `overrides` as for complete()."""
     prepared = await prepare(chain=chain, messages=messages, params=params, caller=caller, stream=True)
-    return CompletionStream(prepared, with_faults(prepared, faults, overrides))
+    try:
+        return CompletionStream(prepared, with_faults(prepared, faults, overrides))
+    except BaseException:
+        await settle(prepared, Decimal(0))
+        raise
 
 
 __all__ = ["AllProvidersFailed", "CompletionStream", "stream"]
