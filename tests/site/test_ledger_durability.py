@@ -71,18 +71,20 @@ class Load:
                 )
 
     def run(self, seconds: float, during: Callable[[], None] | None = None, at: float = 0.0) -> None:
-        threads = [threading.Thread(target=self.client, args=(n,)) for n in range(CLIENTS)]
+        threads = [threading.Thread(target=self.client, args=(n,), daemon=True) for n in range(CLIENTS)]
         for thread in threads:
             thread.start()
-        if during is not None:
-            time.sleep(at)
-            during()
-            time.sleep(max(0.0, seconds - at))
-        else:
-            time.sleep(seconds)
-        self.stop.set()
-        for thread in threads:
-            thread.join(60)
+        try:
+            if during is not None:
+                time.sleep(at)
+                during()
+                time.sleep(max(0.0, seconds - at))
+            else:
+                time.sleep(seconds)
+        finally:  # a failure or a timeout must not leave clients running
+            self.stop.set()
+            for thread in threads:
+                thread.join(60)
 
 
 def worker_pids(master: int) -> list[int]:
