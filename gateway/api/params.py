@@ -28,6 +28,9 @@ PARAMS = (
     "parallel_tool_calls",
     "response_format",
     "reasoning_effort",
+    "n",
+    "logprobs",
+    "top_logprobs",
     "functions",
     "function_call",
 )
@@ -52,9 +55,6 @@ IGNORED = frozenset(
 
 # Accepted only with a value that leaves the answer as RANA gives it.
 NEUTRAL: dict[str, tuple[Any, ...]] = {
-    "n": (None, 1),
-    "logprobs": (None, False),
-    "top_logprobs": (None, 0),
     "logit_bias": (None, {}),
     "modalities": (None, ["text"]),
     "audio": (None,),

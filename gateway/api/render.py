@@ -141,11 +141,34 @@ def message_json(result: CompletionResult, *, legacy: bool = False) -> dict[str,
         message["function_call"] = {"name": call.name, "arguments": call.arguments}
     elif result.tool_calls:
         message["content"] = result.text or None
-        message["tool_calls"] = [
-            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-            for c in result.tool_calls
-        ]
+        message["tool_calls"] = _tool_calls_json(result.tool_calls)
     return message
+
+
+def _tool_calls_json(calls) -> list[dict[str, Any]]:
+    return [
+        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+        for c in calls
+    ]
+
+
+def _more_choices_json(result: CompletionResult) -> list[dict[str, Any]]:
+    """Choices 1.. of an answer asked for with n > 1."""
+    out = []
+    for index, choice in enumerate(result.more_choices, start=1):
+        message: dict[str, Any] = {"role": "assistant", "content": choice.text, "refusal": None}
+        if choice.tool_calls:
+            message["content"] = choice.text or None
+            message["tool_calls"] = _tool_calls_json(choice.tool_calls)
+        out.append(
+            {
+                "index": index,
+                "message": message,
+                "logprobs": choice.logprobs,
+                "finish_reason": choice.finish_reason or "stop",
+            }
+        )
+    return out
 
 
 def completion_body(
@@ -162,9 +185,10 @@ def completion_body(
                 {
                     "index": 0,
                     "message": message_json(result, legacy=legacy),
-                    "logprobs": None,
+                    "logprobs": result.logprobs,
                     "finish_reason": "function_call" if legacy and finish == "tool_calls" else finish,
-                }
+                },
+                *_more_choices_json(result),
             ],
             "usage": usage_json(answer_usage(result)),
             "system_fingerprint": None,

@@ -41,8 +41,8 @@ class ChunkWriter:
         self.include_usage = include_usage
         self.legacy = legacy  # the request used `functions`: stream the first call as function_call
 
-    def delta(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+    def delta(self, delta: dict[str, Any], finish_reason: str | None = None, logprobs: Any = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}
         return self._head + orjson.dumps([choice]) + self._tail
 
     def text(self, text: str) -> bytes:
@@ -76,7 +76,10 @@ class ChunkWriter:
         return self.delta({"tool_calls": pieces})
 
     def event(self, event: StreamEvent) -> bytes:
-        """Text and/or tool-call pieces of one stream event."""
+        """Text and/or tool-call pieces of one stream event (with its logprobs, when asked for)."""
+        if event.logprobs is not None and event.text:
+            out = self.delta({"content": event.text}, logprobs=event.logprobs)
+            return out + (self.tool_calls(event.tool_calls) if event.tool_calls else b"")
         out = self.text(event.text) if event.text else b""
         return out + (self.tool_calls(event.tool_calls) if event.tool_calls else b"")
 

@@ -255,7 +255,9 @@ class HttpAdapter:
                     text = state.feed(event)
                     tool_deltas = getattr(state, "tool_deltas", ())
                     if text or tool_deltas:
-                        yield StreamEvent(text=text, tool_calls=tool_deltas)
+                        yield StreamEvent(
+                            text=text, tool_calls=tool_deltas, logprobs=getattr(state, "logprobs", None)
+                        )
         except ProviderError as exc:
             raise with_usage(exc, state.usage) from None
         yield state.final_event()

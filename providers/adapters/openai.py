@@ -23,6 +23,7 @@ from typing import Any
 from providers.engine.types import (
     ChatRequest,
     ChatResponse,
+    Choice,
     FailureClass,
     ImagePart,
     Message,
@@ -82,6 +83,12 @@ def build_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         body["response_format"] = params.response_format
     if params.reasoning_effort is not None and request.can("reasoning"):
         body["reasoning_effort"] = params.reasoning_effort
+    if params.n is not None and params.n > 1:
+        body["n"] = params.n
+    if params.logprobs:
+        body["logprobs"] = True
+        if params.top_logprobs is not None:
+            body["top_logprobs"] = params.top_logprobs
     if stream:
         body["stream"] = True
         if request.provider.options.get("stream_usage", True):
@@ -195,12 +202,32 @@ def content_text(content: Any) -> str:
     return ""
 
 
+def _more_choices(call: UpstreamCall, choices: list[Any]) -> tuple[Choice, ...]:
+    """Choices 1.. (n > 1), in index order."""
+    more = []
+    for choice in sorted(choices[1:], key=lambda c: c.get("index", 0) if isinstance(c, dict) else 0):
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if not isinstance(message, dict):
+            raise call.error(FailureClass.BAD_RESPONSE, "a 200 response whose choice has no message")
+        finish = choice.get("finish_reason")
+        more.append(
+            Choice(
+                content_text(message.get("content")),
+                finish if isinstance(finish, str) else None,
+                _tool_calls(message.get("tool_calls")),
+                choice.get("logprobs"),
+            )
+        )
+    return tuple(more)
+
+
 def parse_completion(call: UpstreamCall, data: Any, model: str) -> ChatResponse:
     choices = data.get("choices") if isinstance(data, dict) else None
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         if isinstance(data, dict) and data.get("error"):
             raise error_from_payload(call, None, data, "")
         raise call.error(FailureClass.BAD_RESPONSE, "a 200 response without choices")
+    choices = sorted(choices, key=lambda c: c.get("index", 0) if isinstance(c, dict) else 0)
     choice = choices[0]
     message = choice.get("message")
     if not isinstance(message, dict):
@@ -220,6 +247,8 @@ def parse_completion(call: UpstreamCall, data: Any, model: str) -> ChatResponse:
         model=str(data.get("model") or model),
         response_id=str(data.get("id") or ""),
         tool_calls=tool_calls,
+        logprobs=choice.get("logprobs"),
+        more_choices=_more_choices(call, choices),
     )
 
 
@@ -234,9 +263,11 @@ class _StreamState:
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
         self.tool_deltas: tuple[ToolCallDelta, ...] = ()  # the last event's tool-call pieces
+        self.logprobs: Any = None  # the last event's logprobs
 
     def feed(self, event: SSEEvent) -> str:
         self.tool_deltas = ()
+        self.logprobs = None
         data = event.data
         if self.done:
             return ""
@@ -257,6 +288,7 @@ class _StreamState:
         if isinstance(choice.get("finish_reason"), str):
             self.finish_reason = choice["finish_reason"]
         delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+        self.logprobs = choice.get("logprobs")
         self.refused = self.refused or bool(delta.get("refusal"))
         self.tool_deltas = _tool_deltas(delta.get("tool_calls"))
         text = content_text(delta.get("content"))
@@ -276,7 +308,9 @@ class OpenAIAdapter(HttpAdapter):
     """The OpenAI chat-completions protocol, registered once per kind that speaks it."""
 
     # Native; a model's own limits come from the capability table (ChatRequest.capabilities).
-    capabilities = frozenset({"tools", "parallel_tools", "images", "json_object", "json_schema", "reasoning"})
+    capabilities = frozenset(
+        {"tools", "parallel_tools", "images", "json_object", "json_schema", "reasoning", "n", "logprobs"}
+    )
 
     def __init__(self, kind: str) -> None:
         self.kind = kind

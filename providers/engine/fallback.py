@@ -42,6 +42,7 @@ from .plan import ChainPlan, StepPlan
 from .results import SUCCESS, AllProvidersFailed, AttemptRecord, EngineResult
 from .stream import EngineStream, open_stream, unexpected_error
 from .types import (
+    CAPABILITIES,
     ChatParams,
     ChatRequest,
     ChatResponse,
@@ -345,7 +346,8 @@ class Walk:
             return (
                 f"cannot serve {' and '.join(by_protocol)}: the {step.provider.kind} protocol lacks it here"
             )
-        by_model = sorted(self._needs - step.capabilities) if step.capabilities is not None else []
+        tabled = self._needs.intersection(CAPABILITIES)
+        by_model = sorted(tabled - step.capabilities) if step.capabilities is not None else []
         if by_model:
             listed = f"the capability table lists model {step.model} without it"
             return f"cannot serve {' and '.join(by_model)}: {listed}"

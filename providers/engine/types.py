@@ -47,8 +47,10 @@ class ToolCallDelta:
     arguments: str = ""
 
 
-# What a step must be able to do to serve a request (ChatParams.needs, request_needs).
+# What the capability table says of a model (ModelCapability's columns).
 CAPABILITIES = ("tools", "parallel_tools", "images", "json_object", "json_schema", "reasoning")
+# What only a protocol can do (no column: every model of a protocol that has them is assumed to).
+PROTOCOL_ONLY = ("n", "logprobs")
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +109,9 @@ class ChatParams:
     response_format: Mapping[str, Any] | None = None  # {"type": text | json_object | json_schema}
     # none | minimal | low | medium | high: a hint, sent only to models that reason (never a need)
     reasoning_effort: str | None = None
+    n: int | None = None  # choices to generate (more than 1 needs "n")
+    logprobs: bool | None = None  # token log probabilities of the answer (needs "logprobs")
+    top_logprobs: int | None = None
 
     def needs(self) -> frozenset[str]:
         """The capabilities a step must have to serve these parameters."""
@@ -116,6 +121,10 @@ class ChatParams:
         kind = (self.response_format or {}).get("type")
         if kind in ("json_object", "json_schema"):
             needs.add(kind)
+        if self.n is not None and self.n > 1:
+            needs.add("n")
+        if self.logprobs:
+            needs.add("logprobs")
         return frozenset(needs)
 
 
@@ -182,6 +191,16 @@ class Usage:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """One more choice of an answer asked for with n > 1 (choice 0 is the response itself)."""
+
+    text: str
+    finish_reason: str | None
+    tool_calls: tuple[ToolCall, ...] = ()
+    logprobs: Any = None
+
+
 @dataclass(slots=True)
 class ChatResponse:
     text: str
@@ -190,6 +209,8 @@ class ChatResponse:
     model: str  # as the provider reported it
     response_id: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
+    logprobs: Any = None  # OpenAI's choice logprobs object, as the provider sent it
+    more_choices: tuple[Choice, ...] = ()  # choices 1.. when n > 1
 
 
 @dataclass(slots=True)
@@ -200,6 +221,7 @@ class StreamEvent:
     finish_reason: str | None = None
     usage: Usage | None = None
     tool_calls: tuple[ToolCallDelta, ...] = ()
+    logprobs: Any = None  # the logprobs of this event's tokens (OpenAI's shape), when asked for
 
     @property
     def content(self) -> bool:

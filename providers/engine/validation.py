@@ -39,16 +39,24 @@ def _schema_problem(value: Any, schema: dict[str, Any]) -> str | None:
 
 
 def answer_problem(response: ChatResponse, params: ChatParams, *, schema: bool = True) -> str | None:
-    """Why the answer does not serve the request, or None when it does (`schema`: check a
-    json_schema answer against its schema; JSON itself is always checked)."""
-    for call in response.tool_calls:
+    """Why the answer (every choice of it) does not serve the request, or None when it does
+    (`schema`: check a json_schema answer against its schema; JSON itself is always checked)."""
+    for choice in response.more_choices:
+        problem = _choice_problem(choice.text, choice.tool_calls, params, schema)
+        if problem is not None:
+            return problem
+    return _choice_problem(response.text, response.tool_calls, params, schema)
+
+
+def _choice_problem(text: str, tool_calls: tuple, params: ChatParams, schema: bool) -> str | None:
+    for call in tool_calls:
         ok, value = _json(call.arguments or "{}")
         if not ok or not isinstance(value, dict):
             return f"tool call {call.name!r} has arguments that are not a JSON object"
     kind = (params.response_format or {}).get("type")
-    if kind not in ("json_object", "json_schema") or response.tool_calls:
+    if kind not in ("json_object", "json_schema") or tool_calls:
         return None
-    ok, value = _json(response.text)
+    ok, value = _json(text)
     if not ok:
         return "the answer is not valid JSON, though a JSON response format was asked for"
     if kind == "json_object":

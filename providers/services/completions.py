@@ -24,7 +24,7 @@ from providers.adapters import get_adapter
 from providers.engine.fallback import EngineDeps, run
 from providers.engine.plan import StepPlan
 from providers.engine.results import AllProvidersFailed, AttemptRecord, Cancelled, EngineResult
-from providers.engine.types import ChatParams, Message, ProviderError, ToolCall, Usage, request_needs
+from providers.engine.types import ChatParams, Choice, Message, ProviderError, ToolCall, Usage, request_needs
 from providers.http_client import shared_client
 from providers.models import Completion, CompletionOutcome, FallbackChain
 from providers.models.ledger import new_request_id
@@ -33,7 +33,7 @@ from providers.services.breaker import get_breaker
 from providers.services.chains import LoadedChain, achain_cached, chain_load
 from providers.services.faults import FaultSpec, adapter_for_with_faults, fault_specs_bind
 from providers.services.image_fetch import images_resolve
-from providers.services.inputs import messages_normalise, params_normalise
+from providers.services.inputs import InvalidRequest, messages_normalise, params_normalise
 from providers.services.ledger import Caller, RequestLedger
 from providers.services.recorder import PendingRow, get_recorder
 from providers.signals import completion_recorded, fallback_happened
@@ -64,6 +64,8 @@ class CompletionResult:
     latency_ms: float = 0.0
     chain_slug: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
+    logprobs: Any = None  # of choice 0, when asked for
+    more_choices: tuple[Choice, ...] = ()  # choices 1.. when n > 1
 
 
 async def chain_resolve(chain: ChainRef) -> LoadedChain:
@@ -98,6 +100,8 @@ async def prepare(
     completion: see budget_refusals). Whoever gets the Prepared must settle() it."""
     msgs = messages_normalise(messages)
     chat_params = params_normalise(params)
+    if stream and chat_params.n is not None and chat_params.n > 1:
+        raise InvalidRequest("n", "more than one choice is not supported on a stream")
     loaded = await chain_resolve(chain)
     ledger = RequestLedger(new_request_id(), loaded.chain_id, loaded.slug, caller, stream)
     needs = request_needs(msgs, chat_params)
@@ -301,6 +305,8 @@ async def record_success(prepared: Prepared, result: EngineResult) -> Completion
         latency_ms=ledger.elapsed_ms(),
         chain_slug=loaded.slug,
         tool_calls=result.response.tool_calls,
+        logprobs=result.response.logprobs,
+        more_choices=result.response.more_choices,
     )
 
 

@@ -225,6 +225,12 @@ def params_normalise(params: ChatParams | Mapping[str, Any] | None) -> ChatParam
     effort = params.get("reasoning_effort")
     if effort is not None and effort not in REASONING_EFFORTS:
         raise InvalidRequest("reasoning_effort", f"must be one of {', '.join(REASONING_EFFORTS)}")
+    logprobs = params.get("logprobs")
+    if logprobs is not None and not isinstance(logprobs, bool):
+        raise InvalidRequest("logprobs", "must be true or false")
+    top_logprobs = _integer(params, "top_logprobs", 0, 20)
+    if top_logprobs and not logprobs:
+        raise InvalidRequest("top_logprobs", "needs logprobs: true")
     return ChatParams(
         temperature=_number(params, "temperature", 0, 2),
         max_tokens=_integer(params, "max_tokens", 1, 1_000_000),
@@ -239,6 +245,9 @@ def params_normalise(params: ChatParams | Mapping[str, Any] | None) -> ChatParam
         parallel_tool_calls=parallel,
         response_format=_response_format(params.get("response_format")),
         reasoning_effort=effort,
+        n=_integer(params, "n", 1, 128),
+        logprobs=logprobs,
+        top_logprobs=top_logprobs,
     )
 
 

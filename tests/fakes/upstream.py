@@ -261,7 +261,8 @@ class FakeUpstream:
         text = DEFAULT_TEXT if fault.text is None else fault.text
         ids = {"openai": f"chatcmpl-fake{n:08d}", "anthropic": f"msg_fake{n:08d}", "gemini": f"fake-{n:08d}"}
         protocol = record.protocol or "openai"
-        options = record.json.get("stream_options") if isinstance(record.json, dict) else None
+        asked = record.json if isinstance(record.json, dict) else {}
+        options = asked.get("stream_options")
         return Reply(
             protocol=protocol,
             model=str(record.model or "fake-model"),
@@ -278,6 +279,9 @@ class FakeUpstream:
             thinking=fault.thinking,
             signature=fault.signature,
             json_tool=fault.json_tool,
+            choices=asked.get("n") if isinstance(asked.get("n"), int) and asked["n"] > 1 else 1,
+            logprobs=asked.get("logprobs") is True,
+            top_logprobs=asked.get("top_logprobs") if isinstance(asked.get("top_logprobs"), int) else 0,
         )
 
     async def _answer_other(self, raw: RawRequest, writer: asyncio.StreamWriter) -> bool:

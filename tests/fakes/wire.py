@@ -45,6 +45,25 @@ class Reply:
     thinking: str | None = None
     signature: str | None = None
     json_tool: str | None = None
+    # OpenAI: what the request asked for beyond one plain answer
+    choices: int = 1  # n: every choice after the first is the text with " (choice i)" after it
+    logprobs: bool = False  # a logprob for every piece (top_logprobs alternatives when asked)
+    top_logprobs: int = 0
+
+
+def openai_logprobs(r: Reply, pieces: tuple[str, ...]) -> dict[str, Any] | None:
+    """OpenAI's choice logprobs for these pieces (one token each), or None when not asked for."""
+    if not r.logprobs:
+        return None
+    content = []
+    for i, piece in enumerate(pieces):
+        top = [{"token": piece, "logprob": -0.01 * (i + 1), "bytes": list(piece.encode())}]
+        top += [
+            {"token": f"alt{k}", "logprob": -2.0 - k, "bytes": list(f"alt{k}".encode())}
+            for k in range(1, r.top_logprobs)
+        ]
+        content.append({**top[0], "top_logprobs": top[: r.top_logprobs]})
+    return {"content": content, "refusal": None}
 
 
 @dataclass(slots=True)
@@ -102,17 +121,22 @@ def _openai_base(r: Reply, obj: str) -> dict[str, Any]:
 
 
 def openai_body(r: Reply, *, with_choices: bool = True) -> dict[str, Any]:
-    message = {"role": "assistant", "content": r.text or None, "refusal": None, "annotations": []}
-    choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": FINISH["openai"][r.finish]}
+    choices = []
+    for index in range(r.choices):
+        text = r.text if index == 0 else f"{r.text} (choice {index})"
+        message = {"role": "assistant", "content": text or None, "refusal": None, "annotations": []}
+        logprobs = openai_logprobs(r, pieces_of(text))
+        finish = FINISH["openai"][r.finish]
+        choices.append({"index": index, "message": message, "logprobs": logprobs, "finish_reason": finish})
     return {
         **_openai_base(r, "chat.completion"),
-        "choices": [choice] if with_choices else [],
+        "choices": choices if with_choices else [],
         "usage": openai_usage(r.usage),
     }
 
 
-def _openai_chunk(r: Reply, delta: dict[str, Any], finish: str | None) -> str:
-    choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+def _openai_chunk(r: Reply, delta: dict[str, Any], finish: str | None, logprobs: Any = None) -> str:
+    choice = {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
     chunk = {**_openai_base(r, "chat.completion.chunk"), "choices": [choice]}
     if r.include_usage:
         chunk["usage"] = None
@@ -123,7 +147,9 @@ def openai_stream(r: Reply) -> StreamParts:
     parts = StreamParts(
         prelude=[_openai_chunk(r, {"role": "assistant", "content": "", "refusal": None}, None)]
     )
-    parts.content = [_openai_chunk(r, {"content": piece}, None) for piece in r.pieces]
+    parts.content = [
+        _openai_chunk(r, {"content": piece}, None, openai_logprobs(r, (piece,))) for piece in r.pieces
+    ]
     parts.ending.append(_openai_chunk(r, {}, FINISH["openai"][r.finish]))
     if r.include_usage:
         usage_chunk = {

@@ -81,8 +81,10 @@ async def test_a_chain_the_key_may_not_use_is_403(api, main_chain, solo_chain):
     [
         ({"tools": [{"type": "function"}]}, "tools[0]"),
         ({"tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "maybe"}, "tool_choice"),
-        ({"n": 2}, "n"),
-        ({"logprobs": True}, "logprobs"),
+        ({"n": 0}, "n"),
+        ({"n": 2, "stream": True}, "n"),
+        ({"logprobs": "yes"}, "logprobs"),
+        ({"top_logprobs": 3}, "top_logprobs"),
         ({"response_format": {"type": "xml"}}, "response_format"),
         ({"reasoning_effort": "extreme"}, "reasoning_effort"),
         ({"frobnicate": 1}, "frobnicate"),

@@ -158,3 +158,41 @@ async def test_a_streamed_answer_that_keeps_the_schema_is_a_success(api, api_key
         c["choices"][0]["delta"].get("content") or "" for c in sse_json(response.content) if c.get("choices")
     )
     assert json.loads(text) == {"temp_c": 18}
+
+
+async def test_n_choices_come_back_from_an_openai_step(api, api_key, upstream):
+    response = await post(api, api_key, n=3)
+    assert response.status_code == 200, response.text
+    assert upstream.requests[0].json["n"] == 3
+    choices = response.json()["choices"]
+    assert [c["index"] for c in choices] == [0, 1, 2]
+    assert choices[1]["message"]["content"].endswith("(choice 1)")
+    assert all(c["finish_reason"] == "stop" for c in choices)
+
+
+async def test_logprobs_are_relayed_streamed_and_not(api, api_key, upstream):
+    response = await post(api, api_key, logprobs=True, top_logprobs=2)
+    assert response.status_code == 200, response.text
+    sent = upstream.requests[0].json
+    assert (sent["logprobs"], sent["top_logprobs"]) == (True, 2)
+    content = response.json()["choices"][0]["logprobs"]["content"]
+    assert content[0]["token"] == "Hello" and len(content[0]["top_logprobs"]) == 2
+    response = await post(api, api_key, logprobs=True, stream=True)
+    chunks = [
+        c for c in sse_json(response.content) if c.get("choices") and c["choices"][0]["delta"].get("content")
+    ]
+    assert chunks and all(c["choices"][0]["logprobs"]["content"][0]["token"] for c in chunks)
+
+
+async def test_a_step_that_cannot_give_n_or_logprobs_is_skipped(api, api_key, upstream):
+    from .test_tools import provider_on_the_fake
+
+    claude = await sync_to_async(provider_on_the_fake)(
+        upstream, name="claude", kind="anthropic", key="sk-ant-" + "k" * 30
+    )
+    await sync_to_async(make_chain)("claude-n", ["claude-x"], claude)
+    for fields in ({"n": 2}, {"logprobs": True}):
+        response = await post(api, api_key, model="claude-n", **fields)
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["code"] == "unsupported_capability"
+    assert upstream.requests == []
