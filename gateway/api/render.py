@@ -134,7 +134,9 @@ def answer_usage(result: CompletionResult) -> Usage:
 def message_json(result: CompletionResult, *, legacy: bool = False) -> dict[str, Any]:
     """The answer as OpenAI's assistant message: content null when it is only tool calls.
     `legacy` (the request used `functions`): the first call as `function_call`, as OpenAI did."""
-    message: dict[str, Any] = {"role": "assistant", "content": result.text, "refusal": None}
+    message: dict[str, Any] = {"role": "assistant", "content": result.text, "refusal": result.refusal}
+    if result.refusal and not result.text:
+        message["content"] = None
     if result.tool_calls and legacy:
         call = result.tool_calls[0]
         message["content"] = result.text or None

@@ -77,6 +77,8 @@ class ChunkWriter:
 
     def event(self, event: StreamEvent) -> bytes:
         """Text and/or tool-call pieces of one stream event (with its logprobs, when asked for)."""
+        if event.refusal:
+            return self.delta({"refusal": event.refusal})
         if event.logprobs is not None and event.text:
             out = self.delta({"content": event.text}, logprobs=event.logprobs)
             return out + (self.tool_calls(event.tool_calls) if event.tool_calls else b"")

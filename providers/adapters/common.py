@@ -254,9 +254,13 @@ class HttpAdapter:
                 async for event in events:
                     text = state.feed(event)
                     tool_deltas = getattr(state, "tool_deltas", ())
-                    if text or tool_deltas:
+                    refusal = getattr(state, "refusal", "")
+                    if text or tool_deltas or refusal:
                         yield StreamEvent(
-                            text=text, tool_calls=tool_deltas, logprobs=getattr(state, "logprobs", None)
+                            text=text,
+                            tool_calls=tool_deltas,
+                            logprobs=getattr(state, "logprobs", None),
+                            refusal=refusal,
                         )
         except ProviderError as exc:
             raise with_usage(exc, state.usage) from None

@@ -235,11 +235,12 @@ def parse_completion(call: UpstreamCall, data: Any, model: str) -> ChatResponse:
     text = content_text(message.get("content"))
     finish_reason = choice.get("finish_reason")
     usage = parse_usage(data.get("usage"))
-    refusal = message.get("refusal")
+    refusal = message.get("refusal") if isinstance(message.get("refusal"), str) else None
     tool_calls = _tool_calls(message.get("tool_calls"))
-    if not text and not tool_calls and (finish_reason == "content_filter" or refusal):
-        reason = refusal if isinstance(refusal, str) and refusal else "finish_reason content_filter"
-        raise call.error(FailureClass.CONTENT_FILTER, f"the provider refused: {reason}", usage=usage)
+    if not text and not tool_calls and not refusal and finish_reason == "content_filter":
+        raise call.error(
+            FailureClass.CONTENT_FILTER, "the provider refused: finish_reason content_filter", usage=usage
+        )
     return ChatResponse(
         text=text,
         finish_reason=finish_reason if isinstance(finish_reason, str) else None,
@@ -249,6 +250,7 @@ def parse_completion(call: UpstreamCall, data: Any, model: str) -> ChatResponse:
         tool_calls=tool_calls,
         logprobs=choice.get("logprobs"),
         more_choices=_more_choices(call, choices),
+        refusal=refusal or None,
     )
 
 
@@ -264,10 +266,12 @@ class _StreamState:
         self.usage: Usage | None = None
         self.tool_deltas: tuple[ToolCallDelta, ...] = ()  # the last event's tool-call pieces
         self.logprobs: Any = None  # the last event's logprobs
+        self.refusal = ""  # the last event's refusal piece
 
     def feed(self, event: SSEEvent) -> str:
         self.tool_deltas = ()
         self.logprobs = None
+        self.refusal = ""
         data = event.data
         if self.done:
             return ""
@@ -289,14 +293,16 @@ class _StreamState:
             self.finish_reason = choice["finish_reason"]
         delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
         self.logprobs = choice.get("logprobs")
-        self.refused = self.refused or bool(delta.get("refusal"))
+        piece = delta.get("refusal")
+        self.refusal = piece if isinstance(piece, str) else ""
+        self.refused = self.refused or bool(self.refusal)
         self.tool_deltas = _tool_deltas(delta.get("tool_calls"))
         text = content_text(delta.get("content"))
-        self.got_text = self.got_text or bool(text) or bool(self.tool_deltas)
+        self.got_text = self.got_text or bool(text) or bool(self.tool_deltas) or bool(self.refusal)
         return text
 
     def final_event(self) -> StreamEvent:
-        if not self.got_text and (self.finish_reason == "content_filter" or self.refused):
+        if not self.got_text and self.finish_reason == "content_filter":
             raise self.call.error(FailureClass.CONTENT_FILTER, "the provider refused", usage=self.usage)
         complete = self.done or (self.got_text and self.finish_reason is not None)
         if not complete or not self.got_text:

@@ -107,6 +107,9 @@ async def run(
 
     async def complete(adapter: Adapter, request: ChatRequest) -> ChatResponse:
         response = await adapter.complete(request, deps.client)  # type: ignore[arg-type]
+        if response.refusal and not response.text and plan.content_filter_fallback:
+            # the chain falls back on refusals: the next step may answer
+            raise ProviderError(FailureClass.CONTENT_FILTER, f"the model refused: {response.refusal[:200]}")
         problem = answer_problem(response, params, schema=plan.validate_schema)
         if problem is not None:
             raise ProviderError(FailureClass.BAD_RESPONSE, problem, usage=response.usage)

@@ -121,6 +121,7 @@ class StreamTally:
     usage: Usage | None = None  # field-wise max over usage events (cumulative or split reports)
     finish_reason: str | None = None
     calls: dict[int, list[str]] = field(default_factory=dict)  # index -> [id, name, arguments]
+    refusal: list[str] = field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -133,6 +134,8 @@ class StreamTally:
     def add(self, event: StreamEvent) -> None:
         if event.text:
             self.parts.append(event.text)
+        if event.refusal:
+            self.refusal.append(event.refusal)
         for delta in event.tool_calls:
             call = self.calls.setdefault(delta.index, ["", "", ""])
             call[0] = delta.id or call[0]
@@ -209,7 +212,12 @@ class EngineStream:
         await close_quietly(opened.upstream)
         step = won.step
         response = ChatResponse(
-            tally.text, tally.finish_reason, tally.usage, step.model, tool_calls=tally.tool_calls
+            tally.text,
+            tally.finish_reason,
+            tally.usage,
+            step.model,
+            tool_calls=tally.tool_calls,
+            refusal="".join(tally.refusal) or None,
         )
         problem = answer_problem(response, self._walk.params, schema=self._walk.plan.validate_schema)
         if problem is not None:  # relayed already: no fallback, but never a success either

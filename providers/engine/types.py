@@ -211,6 +211,7 @@ class ChatResponse:
     tool_calls: tuple[ToolCall, ...] = ()
     logprobs: Any = None  # OpenAI's choice logprobs object, as the provider sent it
     more_choices: tuple[Choice, ...] = ()  # choices 1.. when n > 1
+    refusal: str | None = None  # the model declined (OpenAI's message.refusal): an answer, not an error
 
 
 @dataclass(slots=True)
@@ -222,11 +223,12 @@ class StreamEvent:
     usage: Usage | None = None
     tool_calls: tuple[ToolCallDelta, ...] = ()
     logprobs: Any = None  # the logprobs of this event's tokens (OpenAI's shape), when asked for
+    refusal: str = ""  # a piece of the model's refusal (OpenAI's delta.refusal)
 
     @property
     def content(self) -> bool:
-        """Text or a tool-call piece: what counts as the first token (the commit point)."""
-        return bool(self.text or self.tool_calls)
+        """Text, a tool-call piece or a refusal piece: what counts as the first token (the commit point)."""
+        return bool(self.text or self.tool_calls or self.refusal)
 
 
 class ProviderError(Exception):

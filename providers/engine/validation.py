@@ -41,6 +41,8 @@ def _schema_problem(value: Any, schema: dict[str, Any]) -> str | None:
 def answer_problem(response: ChatResponse, params: ChatParams, *, schema: bool = True) -> str | None:
     """Why the answer (every choice of it) does not serve the request, or None when it does
     (`schema`: check a json_schema answer against its schema; JSON itself is always checked)."""
+    if response.refusal and not response.text and not response.tool_calls:
+        return None  # the model declined: nothing to check (the chain's policy decides)
     for choice in response.more_choices:
         problem = _choice_problem(choice.text, choice.tool_calls, params, schema)
         if problem is not None:

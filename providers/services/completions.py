@@ -66,6 +66,7 @@ class CompletionResult:
     tool_calls: tuple[ToolCall, ...] = ()
     logprobs: Any = None  # of choice 0, when asked for
     more_choices: tuple[Choice, ...] = ()  # choices 1.. when n > 1
+    refusal: str | None = None  # the model declined (a 200 answer with message.refusal)
 
 
 async def chain_resolve(chain: ChainRef) -> LoadedChain:
@@ -307,6 +308,7 @@ async def record_success(prepared: Prepared, result: EngineResult) -> Completion
         tool_calls=result.response.tool_calls,
         logprobs=result.response.logprobs,
         more_choices=result.response.more_choices,
+        refusal=result.response.refusal,
     )
 
 

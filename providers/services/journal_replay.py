@@ -24,7 +24,7 @@ from providers.models import Attempt, JournalCursor
 
 from .journal import JournalReader
 from .journal_codec import decode
-from .recorder import Position, Written, announce_rows, set_aside, written_of
+from .recorder import Position, Written, announce_rows, cursor_advance, set_aside, written_of
 from .recorder_rows import PendingRow
 
 Write = Callable[..., Written]
@@ -117,7 +117,6 @@ def _close_in_flight(
 
 
 def record_announced(position: Position) -> None:
-    journal, segment, offset = position
-    JournalCursor.objects.update_or_create(
-        journal=journal, defaults={"announced_segment": segment, "announced_offset": offset}
-    )
+    from django.db import DEFAULT_DB_ALIAS, connections
+
+    cursor_advance(connections[DEFAULT_DB_ALIAS], position, "announced")

@@ -37,6 +37,7 @@ from django.db import (
     models,
     transaction,
 )
+from django.utils import timezone
 
 from providers.models import Attempt, Completion, JournalCursor
 from providers.signals import ledger_rows_written
@@ -189,13 +190,29 @@ def write_rows(rows: Iterable[Row], *, announce: bool = True, committed: Positio
                 if batch:
                     cursor.executemany(table.sql(db), [table.params(db, values) for values in batch])
         if committed is not None:
-            journal, segment, offset = committed
-            JournalCursor.objects.update_or_create(
-                journal=journal, defaults={"committed_segment": segment, "committed_offset": offset}
-            )
+            cursor_advance(db, committed, "committed")
         if announce and ledger_rows_written.has_listeners():
             transaction.on_commit(lambda: announce_rows(written))
     return written
+
+
+def cursor_advance(db, position: Position, which: str) -> None:
+    """Record how far a journal is `committed` (in the rows' own transaction) or `announced`:
+    one upsert statement, not the ORM's read-then-write (it runs once per batch)."""
+    journal, segment, offset = position
+    quote = db.ops.quote_name
+    table = quote(JournalCursor._meta.db_table)
+    seg, off, when = quote(f"{which}_segment"), quote(f"{which}_offset"), quote("updated_at")
+    other = "announced" if which == "committed" else "committed"
+    sql = (
+        f"INSERT INTO {table} ({quote('journal')}, {seg}, {off}, {quote(f'{other}_segment')}, "  # noqa: S608
+        f"{quote(f'{other}_offset')}, {when}) VALUES (%s, %s, %s, 0, 0, %s) "
+        f"ON CONFLICT ({quote('journal')}) DO UPDATE SET {seg} = EXCLUDED.{seg}, {off} = EXCLUDED.{off}, "
+        f"{when} = EXCLUDED.{when}"
+    )
+    now = JournalCursor._meta.get_field("updated_at").get_db_prep_value(timezone.now(), connection=db)
+    with db.cursor() as cursor:
+        cursor.execute(sql, [journal, segment, offset, now])
 
 
 def set_aside(folder: Path, line: bytes) -> None:

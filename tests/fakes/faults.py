@@ -87,8 +87,15 @@ class Fault:
     json_tool: str | None = None  # Anthropic: the JSON answer as a forced tool_use of this name
     size_bytes: int = 0  # Fault.oversized: the body's size
     chunked: bool = False  # Fault.oversized, not streamed: chunked instead of a Content-Length
+    refusal: str | None = None  # OpenAI: the model refuses (message.refusal, delta.refusal pieces)
 
     # --- success ----------------------------------------------------------------------
+    @classmethod
+    def refused(cls, refusal: str) -> Fault:
+        """OpenAI's refusal (structured outputs): message.refusal, content null; streamed as
+        delta.refusal pieces. A 200 answer, not an error."""
+        return cls("ok", text="", refusal=refusal, pieces=())
+
     @classmethod
     def ok(
         cls,

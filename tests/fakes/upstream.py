@@ -279,6 +279,7 @@ class FakeUpstream:
             thinking=fault.thinking,
             signature=fault.signature,
             json_tool=fault.json_tool,
+            refusal=fault.refusal,
             choices=asked.get("n") if isinstance(asked.get("n"), int) and asked["n"] > 1 else 1,
             logprobs=asked.get("logprobs") is True,
             top_logprobs=asked.get("top_logprobs") if isinstance(asked.get("top_logprobs"), int) else 0,

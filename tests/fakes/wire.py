@@ -49,6 +49,7 @@ class Reply:
     choices: int = 1  # n: every choice after the first is the text with " (choice i)" after it
     logprobs: bool = False  # a logprob for every piece (top_logprobs alternatives when asked)
     top_logprobs: int = 0
+    refusal: str | None = None  # OpenAI: message.refusal instead of content
 
 
 def openai_logprobs(r: Reply, pieces: tuple[str, ...]) -> dict[str, Any] | None:
@@ -124,7 +125,7 @@ def openai_body(r: Reply, *, with_choices: bool = True) -> dict[str, Any]:
     choices = []
     for index in range(r.choices):
         text = r.text if index == 0 else f"{r.text} (choice {index})"
-        message = {"role": "assistant", "content": text or None, "refusal": None, "annotations": []}
+        message = {"role": "assistant", "content": text or None, "refusal": r.refusal, "annotations": []}
         logprobs = openai_logprobs(r, pieces_of(text))
         finish = FINISH["openai"][r.finish]
         choices.append({"index": index, "message": message, "logprobs": logprobs, "finish_reason": finish})
@@ -150,6 +151,8 @@ def openai_stream(r: Reply) -> StreamParts:
     parts.content = [
         _openai_chunk(r, {"content": piece}, None, openai_logprobs(r, (piece,))) for piece in r.pieces
     ]
+    if r.refusal:
+        parts.content += [_openai_chunk(r, {"refusal": piece}, None) for piece in pieces_of(r.refusal)]
     parts.ending.append(_openai_chunk(r, {}, FINISH["openai"][r.finish]))
     if r.include_usage:
         usage_chunk = {

@@ -196,3 +196,41 @@ async def test_a_step_that_cannot_give_n_or_logprobs_is_skipped(api, api_key, up
         assert response.status_code == 400, response.text
         assert response.json()["error"]["code"] == "unsupported_capability"
     assert upstream.requests == []
+
+
+async def test_a_refusal_is_an_answer_with_message_refusal(api, api_key, upstream):
+    upstream.script("openai", [Fault.refused("I can't help with that.")], model="primary")
+    response = await post(api, api_key)
+    assert response.status_code == 200, response.text
+    message = response.json()["choices"][0]["message"]
+    assert message == {"role": "assistant", "content": None, "refusal": "I can't help with that."}
+    assert [a["outcome"] for a in response.json()["rana"]["attempts"]] == ["success"]
+
+
+async def test_a_refusal_to_a_json_schema_is_not_a_bad_response(api, api_key, upstream):
+    schema = {"type": "json_schema", "json_schema": {"name": "w", "schema": {"type": "object"}}}
+    upstream.script("openai", [Fault.refused("No.")], model="primary")
+    response = await post(api, api_key, response_format=schema)
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["message"]["refusal"] == "No."
+    assert [r.model for r in upstream.requests] == ["primary"]
+
+
+async def test_a_refusal_falls_back_when_the_chain_says_so(api, api_key, upstream):
+    await FallbackChain.objects.filter(slug="main").aupdate(content_filter_policy="fallback")
+    upstream.script("openai", [Fault.refused("No.")], model="primary")
+    response = await post(api, api_key)
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["message"]["refusal"] is None
+    outcomes = [a["outcome"] for a in response.json()["rana"]["attempts"]]
+    assert outcomes == ["content_filter", "success"]
+
+
+async def test_a_streamed_refusal_comes_as_refusal_deltas(api, api_key, upstream):
+    upstream.script("openai", [Fault.refused("I can't help with that.")], model="primary")
+    response = await post(api, api_key, stream=True)
+    assert response.status_code == 200, response.text
+    assert response.content.endswith(b"data: [DONE]\n\n")
+    chunks = [c for c in sse_json(response.content) if c.get("choices")]
+    refusal = "".join(c["choices"][0]["delta"].get("refusal") or "" for c in chunks)
+    assert refusal == "I can't help with that."

@@ -451,3 +451,17 @@ def test_streamed_tool_calls_through_openai_anthropic_gemini_reassemble_in_the_s
     assert got == [("get_weather", {"city": "Paris"}), ("get_weather", {"city": "Lyon"})]
     assert final.choices[0].finish_reason == "tool_calls"
     assert len({c.id for c in final.choices[0].message.tool_calls}) == 2
+
+
+def test_parse_gives_the_refusal_when_the_model_declines(gateway, fake):
+    from pydantic import BaseModel
+
+    class Weather(BaseModel):
+        city: str
+
+    fake.script("openai", [Fault.refused("I can't help with that.")], model="backup")
+    completion = client(gateway).chat.completions.parse(
+        model="fallback", messages=[{"role": "user", "content": "Weather?"}], response_format=Weather
+    )
+    message = completion.choices[0].message
+    assert message.refusal == "I can't help with that." and message.parsed is None
