@@ -56,6 +56,8 @@ def _write_all(fd: int, data: bytes) -> None:
                 continue
             raise OSError(errno, os.strerror(errno))
         view = view[written:]
+
+
 _PREFIX, _SUFFIX = "seg-", ".jsonl"
 
 

@@ -1,10 +1,11 @@
 """Ledger rows to journal lines and back: one orjson array per row,
 [kind, {field: value}, submitted at (Unix seconds)].
 
-Kinds: "c" a completion and "a" an attempt, as they are to be written; "r" a request that
-reached the engine and "s" an upstream call that started, each carrying the row to write
-should the process die before the request or the call ends (a completion or an attempt
-saying so). The writer never writes "r" and "s" rows while their process lives.
+Kinds: "c" a completion and "a" an attempt, as they are to be written; "s" an upstream call
+that started, carrying the attempt row to write should the process die before the call ends
+(and, on a request's first call, a fourth element: the completion to write should it die
+before the request ends). The writer never writes "s" rows while their process lives; it only
+reads the request id at the start of the line (CALL_PREFIX), so that costs no decoding.
 
 Values keep their types through the round trip: datetimes as ISO 8601 with their offset,
 UUIDs and Decimals as strings (decoded by the model field's type), a foreign key given as a
@@ -28,8 +29,9 @@ from providers.models import Attempt, Completion
 from .recorder_rows import PendingRow, Row
 
 _TAGS: dict[type[models.Model], str] = {Completion: "c", Attempt: "a"}
-_PROVISIONAL = {"c": "r", "a": "s"}
-_MODELS = {"c": Completion, "a": Attempt, "r": Completion, "s": Attempt}
+_MODELS = {"c": Completion, "a": Attempt, "s": Attempt}
+CALL_PREFIX = b'["s",{"completion_id":"'  # attempt_started puts completion_id first
+UUID_TEXT = 36
 
 
 def _default(value: Any) -> Any:
@@ -40,7 +42,30 @@ def _default(value: Any) -> Any:
     raise TypeError(f"cannot journal a {type(value).__name__}")
 
 
-def encode(row: Row, *, provisional: bool = False) -> bytes:
+def encode_call(row: PendingRow, completion: dict[str, Any] | None) -> bytes:
+    """A call in flight ("s"): its provisional attempt, and on a request's first call the
+    provisional completion too. The attempt's fields must start with completion_id."""
+    line: list[Any] = ["s", row.fields, time.time()]
+    if completion is not None:
+        line.append(completion)
+    return orjson.dumps(line, default=_default) + b"\n"
+
+
+def call_request_id(line: bytes) -> str:
+    """The request id of an "s" line, read without decoding it."""
+    start = len(CALL_PREFIX)
+    return line[start : start + UUID_TEXT].decode("ascii")
+
+
+def decode_call(line: bytes) -> tuple[PendingRow, PendingRow | None]:
+    """An "s" line: the provisional attempt and, on a first call, the provisional completion."""
+    parts = orjson.loads(line)
+    attempt = _typed("a", parts[1])
+    completion = _typed("c", parts[3]) if len(parts) > 3 and parts[3] is not None else None
+    return attempt, completion
+
+
+def encode(row: Row) -> bytes:
     if isinstance(row, PendingRow):
         model, fields = row.model, row.fields
     else:
@@ -49,7 +74,6 @@ def encode(row: Row, *, provisional: bool = False) -> bytes:
         if fields.get("id") is None:
             fields.pop("id", None)
     tag = next(t for m, t in _TAGS.items() if issubclass(model, m))
-    tag = _PROVISIONAL[tag] if provisional else tag
     return orjson.dumps([tag, fields, time.time()], default=_default) + b"\n"
 
 
@@ -75,11 +99,16 @@ _CONVERTERS: dict[str, dict[str, Callable[[Any], Any]]] = {  # per kind
 }
 
 
-def decode(line: bytes) -> tuple[str, PendingRow, float]:
-    """The line's kind, its row, and when it was submitted (Unix seconds)."""
-    tag, fields, submitted = orjson.loads(line)
+def _typed(tag: str, fields: dict[str, Any]) -> PendingRow:
     converters = _CONVERTERS[tag]
     for name, value in fields.items():
         if value is not None and name in converters:
             fields[name] = converters[name](value)
-    return tag, PendingRow(_MODELS[tag], fields), submitted
+    return PendingRow(_MODELS[tag], fields)
+
+
+def decode(line: bytes) -> tuple[str, PendingRow, float]:
+    """The line's kind, its row, and when it was submitted (Unix seconds). An "s" line gives
+    its provisional attempt (decode_call gives the completion it may carry too)."""
+    tag, fields, submitted, *_ = orjson.loads(line)
+    return tag, _typed(tag, fields), submitted

@@ -6,7 +6,7 @@ The JournalCursor row of the journal says how far the dead writer got: rows past
 NOTHING), rows between `announced` and `committed` were written but the rollups never heard of
 them, so they are announced. Calls that had started and not ended ("s" lines without their
 attempt) are written as `cancelled` attempts, and requests that had reached the engine and not
-finished ("r" lines without their completion) as `cancelled` completions whose totals are
+finished (a first call's "s" line without its completion) as `cancelled` completions whose totals are
 those of their attempts: an upstream call the dead process made is never missing from the
 ledger, and no attempt is left without its completion.
 """
@@ -23,7 +23,7 @@ from providers.engine.results import NO_CALL_OUTCOMES
 from providers.models import Attempt, JournalCursor
 
 from .journal import JournalReader
-from .journal_codec import decode
+from .journal_codec import CALL_PREFIX, decode, decode_call
 from .recorder import Position, Written, announce_rows, cursor_advance, set_aside, written_of
 from .recorder_rows import PendingRow
 
@@ -52,15 +52,15 @@ def replay_journal(folder: Path, write: Write, max_batch: int) -> int:
         to_write, to_announce = [], []
         for segment, end, line in lines:
             try:
+                if line.startswith(CALL_PREFIX):
+                    row, completion = decode_call(line)
+                    open_calls[_call_key(row.fields)] = row
+                    if completion is not None:
+                        open_requests.setdefault(completion.fields["id"], completion)
+                    continue
                 kind, row, _ = decode(line)
             except Exception:
                 set_aside(folder.parent, line)  # the folder itself is removed after the replay
-                continue
-            if kind == "r":
-                open_requests[row.fields["id"]] = row
-                continue
-            if kind == "s":
-                open_calls[_call_key(row.fields)] = row
                 continue
             if kind == "c":
                 open_requests.pop(row.fields["id"], None)

@@ -117,11 +117,9 @@ class RequestLedger:
     def attempt_started(self, step: StepPlan, retry: int, started_at: datetime) -> None:
         """The engine's on_attempt_start hook: journal what to write should this process die
         before the call (or the request) ends: a cancelled attempt, and a cancelled completion."""
-        recorder = get_recorder()
-        if not self.journaled_start:
-            self.journaled_start = True
-            recorder.submit(PendingRow(Completion, self._died_completion()), provisional=True)
-        fields = dict(
+        completion = None if self.journaled_start else self._died_completion()
+        self.journaled_start = True
+        fields = dict(  # completion_id first: the writer reads it off the line (journal_codec)
             completion_id=self.request_id,
             started_at=started_at,
             chain_id=self.chain_id,
@@ -138,7 +136,7 @@ class RequestLedger:
             error_message=DIED_DURING_CALL,
             needs=self.needs,
         )
-        recorder.submit(PendingRow(Attempt, fields), provisional=True)
+        get_recorder().call_started(PendingRow(Attempt, fields), completion)
 
     def _died_completion(self) -> dict[str, Any]:
         return dict(

@@ -47,7 +47,7 @@ from providers.signals import ledger_rows_written
 from rana_site.db_busy import is_database_busy
 
 from .journal import Journal, JournalReader, database_folder, dead_journals
-from .journal_codec import decode, encode
+from .journal_codec import CALL_PREFIX, call_request_id, decode, encode, encode_call
 from .recorder import Position, Written, announce_rows, ledger_batch, ledger_lag, set_aside, write_rows
 from .recorder_rows import PendingRow, Row
 
@@ -128,14 +128,18 @@ class BufferedRecorder:
                 self._thread = threading.Thread(target=self._run, name="rana-ledger", daemon=True)
                 self._thread.start()
 
-    def submit(self, row: Row, *, provisional: bool = False) -> None:
-        """Journal a row. `provisional`: the row to write only if this process dies first (a
-        request in flight, a call in flight); its final row, submitted later, replaces it."""
-        self._journal_here().append(encode(row, provisional=provisional))
+    def submit(self, row: Row) -> None:
+        self._journal_here().append(encode(row))
         if self._thread is None or not self._thread.is_alive():
             self.start()
-        if not provisional:
-            self._wake.set()
+        self._wake.set()
+
+    def call_started(self, attempt: PendingRow, completion: dict[str, Any] | None) -> None:
+        """Journal a call in flight: the rows to write only if this process dies before the call
+        (its attempt) or the request (`completion`, given on its first call) ends."""
+        self._journal_here().append(encode_call(attempt, completion))
+        if self._thread is None or not self._thread.is_alive():
+            self.start()
 
     def backlog(self) -> int:
         """Journal lines of this process not yet written and announced."""
@@ -228,20 +232,18 @@ class BufferedRecorder:
             ledger_batch.begin()
             rows, lags = [], []
             for segment, _end, line in lines:
-                if line.startswith(b'["s"'):
-                    continue  # a call in flight: only a replay after a crash needs it
+                if line.startswith(CALL_PREFIX):  # a call in flight: keep its segment until its request ends
+                    self._open.setdefault(call_request_id(line), (segment, time.monotonic()))
+                    continue
                 try:
                     kind, row, submitted = decode(line)
                 except Exception:
                     set_aside(self.journal_folder, line)
                     continue
-                if kind == "r":  # a request in flight: keep its segment until it ends
-                    self._open[row.fields["id"]] = (segment, time.monotonic())
-                elif kind in ("c", "a"):
-                    if kind == "c":
-                        self._open.pop(row.fields["id"], None)
-                    rows.append(row)
-                    lags.append(submitted)
+                if kind == "c":
+                    self._open.pop(str(row.fields["id"]), None)
+                rows.append(row)
+                lags.append(submitted)
             position = (reader.folder.name, lines[-1][0], lines[-1][1])
             written = self._write_with_retry(rows, reader.folder, position) if rows else Written([], [])
             reader.commit(keep_from=self._keep_from())

@@ -299,10 +299,11 @@ class SyncRecorder:
     def __init__(self) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rana-ledger-sync")
 
-    def submit(self, row: Row, *, provisional: bool = False) -> None:
-        if provisional:  # nothing to journal: the row is written before submit returns
-            return
+    def submit(self, row: Row) -> None:
         self._executor.submit(self._write, row).result()
+
+    def call_started(self, attempt: PendingRow, completion: dict[str, Any] | None) -> None:
+        """Nothing to journal: every row is written before submit returns."""
 
     @staticmethod
     def _write(row: Row) -> None:

@@ -15,7 +15,7 @@ from providers.models import Attempt, Completion, JournalCursor
 from providers.models.ledger import new_request_id
 from providers.services import journal as journal_module
 from providers.services.journal import Journal, JournalReader, dead_journals
-from providers.services.journal_codec import decode, encode
+from providers.services.journal_codec import call_request_id, decode, decode_call, encode, encode_call
 from providers.services.ledger_writer import BufferedRecorder
 from providers.services.recorder import PendingRow
 from providers.signals import ledger_rows_written
@@ -55,8 +55,11 @@ def test_a_row_survives_the_round_trip_with_its_types():
     row = attempt(request_id, 0)
     kind, back, submitted = decode(encode(row).rstrip(b"\n"))
     assert kind == "a" and back.fields == row.fields and submitted > 0
-    kind, back, _ = decode(encode(completion(request_id), provisional=True).rstrip(b"\n"))
-    assert kind == "r" and back.fields["id"] == request_id
+    call = encode_call(attempt(request_id, 0), completion(request_id).fields)
+    assert call_request_id(call) == str(request_id)
+    back, first = decode_call(call.rstrip(b"\n"))
+    assert back.fields == attempt(request_id, 0).fields | {"started_at": back.fields["started_at"]}
+    assert first.fields["id"] == request_id
 
 
 def test_lines_are_read_in_order_across_segments_and_a_torn_tail_waits(tmp_path, monkeypatch):
@@ -80,7 +83,7 @@ def test_the_writer_keeps_the_segment_of_a_request_in_flight(tmp_path, monkeypat
     recorder = BufferedRecorder(journal_folder=tmp_path, interval_s=0.01)
     try:
         in_flight = new_request_id()
-        recorder.submit(completion(in_flight, outcome="cancelled"), provisional=True)
+        recorder.call_started(attempt(in_flight, 0, outcome="cancelled"), completion(in_flight).fields)
         for _ in range(20):  # other requests, finished: several segments' worth
             done = new_request_id()
             recorder.submit(attempt(done, 0))
@@ -102,16 +105,16 @@ def test_a_dead_journal_is_replayed_once_with_its_calls_and_requests_in_flight_c
     folder = tmp_path / "db"
     dead = Journal(folder)
     finished, in_flight = new_request_id(), new_request_id()
+    died = completion(in_flight, outcome="cancelled", error_message="died").fields
     lines = [
-        (attempt(finished, 0), False),
-        (completion(finished), False),
-        (completion(in_flight, outcome="cancelled", error_message="died"), True),
-        (attempt(in_flight, 0, outcome="server_error"), True),
-        (attempt(in_flight, 0, outcome="server_error", cost_usd=Decimal("0.5")), False),
-        (attempt(in_flight, 1, outcome="cancelled", error_message="died mid-call"), True),
+        encode(attempt(finished, 0)),
+        encode(completion(finished)),
+        encode_call(attempt(in_flight, 0, outcome="cancelled"), died),
+        encode(attempt(in_flight, 0, outcome="server_error", cost_usd=Decimal("0.5"))),
+        encode_call(attempt(in_flight, 1, outcome="cancelled", error_message="died mid-call"), None),
     ]
-    for row, provisional in lines:
-        dead.append(encode(row, provisional=provisional))
+    for line in lines:
+        dead.append(line)
     kill(dead)
     heard = []
 
