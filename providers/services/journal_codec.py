@@ -73,7 +73,7 @@ def encode(row: Row) -> bytes:
         fields = {f.attname: getattr(row, f.attname) for f in model._meta.concrete_fields}
         if fields.get("id") is None:
             fields.pop("id", None)
-    tag = next(t for m, t in _TAGS.items() if issubclass(model, m))
+    tag = _TAGS.get(model) or next(t for m, t in _TAGS.items() if issubclass(model, m))
     return orjson.dumps([tag, fields, time.time()], default=_default) + b"\n"
 
 

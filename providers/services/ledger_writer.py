@@ -130,7 +130,7 @@ class BufferedRecorder:
 
     def submit(self, row: Row) -> None:
         self._journal_here().append(encode(row))
-        if self._thread is None or not self._thread.is_alive():
+        if self._thread is None:
             self.start()
         self._wake.set()
 
@@ -138,7 +138,7 @@ class BufferedRecorder:
         """Journal a call in flight: the rows to write only if this process dies before the call
         (its attempt) or the request (`completion`, given on its first call) ends."""
         self._journal_here().append(encode_call(attempt, completion))
-        if self._thread is None or not self._thread.is_alive():
+        if self._thread is None:
             self.start()
 
     def backlog(self) -> int:
