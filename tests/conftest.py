@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from providers.models import ChainStep, FallbackChain, Provider, ProviderKind
+from tests.fakes import FakeUpstream
 
 
 @pytest.fixture
@@ -61,3 +64,19 @@ def buffered_ledger(monkeypatch):
     monkeypatch.setattr(recorder, "_recorder", buffered)
     yield buffered
     buffered.close()
+
+
+@pytest.fixture(scope="session")
+def _upstream_server() -> Iterator[FakeUpstream]:
+    """One fake upstream (models primary and backup) on 127.0.0.1 for the whole run."""
+    with FakeUpstream(models=("primary", "backup")) as fake:
+        yield fake
+
+
+@pytest.fixture
+def upstream(_upstream_server: FakeUpstream) -> Iterator[FakeUpstream]:
+    """The fake upstream with no scripts or recorded requests; its own errors fail the test."""
+    _upstream_server.reset()
+    yield _upstream_server
+    assert not _upstream_server.errors, _upstream_server.errors
+    _upstream_server.reset()

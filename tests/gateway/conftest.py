@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -22,20 +22,6 @@ HELLO = [{"role": "user", "content": "hello"}]
 @pytest.fixture(autouse=True)
 def _clear_cache():
     cache.clear()
-
-
-@pytest.fixture(scope="session")
-def _upstream_server() -> Iterator[FakeUpstream]:
-    with FakeUpstream(models=("primary", "backup")) as fake:
-        yield fake
-
-
-@pytest.fixture
-def upstream(_upstream_server: FakeUpstream) -> Iterator[FakeUpstream]:
-    _upstream_server.reset()
-    yield _upstream_server
-    assert not _upstream_server.errors, _upstream_server.errors
-    _upstream_server.reset()
 
 
 @pytest.fixture

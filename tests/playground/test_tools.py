@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Iterator
 from types import SimpleNamespace
 
 import pytest
@@ -19,7 +18,7 @@ from playground.forms import TOOLS_EXAMPLE
 from playground.models import PlaygroundRun
 from playground.templatetags.playground_tags import attempt_words
 from providers.models import ChainStep, FallbackChain, ModelCapability, Provider
-from tests.fakes import FakeToolCall, FakeUpstream, Fault
+from tests.fakes import FakeToolCall, Fault
 from tests.fakes.images import png_1x1
 from tests.playground.asgi_server import form_data
 from tests.playground.test_stream import parse_sse
@@ -33,20 +32,6 @@ SCHEMA = {
     "properties": {"city": {"type": "string"}, "temperature_c": {"type": "number"}},
     "required": ["city"],
 }
-
-
-@pytest.fixture(scope="module")
-def _fake() -> Iterator[FakeUpstream]:
-    with FakeUpstream(models=("primary", "backup")) as fake:
-        yield fake
-
-
-@pytest.fixture
-def upstream(_fake: FakeUpstream) -> Iterator[FakeUpstream]:
-    _fake.reset()
-    yield _fake
-    assert not _fake.errors, _fake.errors
-    _fake.reset()
 
 
 @pytest.fixture
