@@ -11,6 +11,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from providers.engine.cost import priced_attempt
 from providers.engine.plan import StepPlan
 from providers.engine.results import NO_CALL_OUTCOMES, AttemptRecord, attempts_cost
 from providers.models import Attempt, Completion, CompletionOutcome
@@ -105,40 +106,34 @@ class RequestLedger:
         """The engine's on_attempt hook: the row goes to the recorder at once."""
         self.attempts.append(record)
         self.injected = self.injected or record.injected
-        fields = attempt_fields(
+        get_recorder().submit(PendingRow(Attempt, self._attempt_fields(record)))
+
+    def attempt_started(self, step: StepPlan, retry: int, started_at: datetime) -> None:
+        """The engine's on_attempt_start hook: journal what to write should this process die
+        before the call (or the request) ends: a cancelled attempt, and a cancelled completion."""
+        completion = None
+        if not self.journaled_start:
+            self.journaled_start = True
+            completion = self._identity() | dict(
+                outcome=CompletionOutcome.CANCELLED, error_class=CANCELLED, error_message=DIED_DURING_REQUEST
+            )
+        record = priced_attempt(step, retry, CANCELLED, started_at, 0.0, message=DIED_DURING_CALL)
+        # attempt_fields puts completion_id first: the writer reads it off the line (journal_codec).
+        fields = self._attempt_fields(record)
+        fields["unpriced"] = step.price is None  # no usage yet: flagged by the step's price
+        get_recorder().call_started(PendingRow(Attempt, fields), completion)
+
+    def _attempt_fields(self, record: AttemptRecord) -> dict[str, Any]:
+        return attempt_fields(
             record,
             completion_id=self.request_id,
             chain_id=self.chain_id,
             source=self.caller.source,
             needs=self.needs,
         )
-        get_recorder().submit(PendingRow(Attempt, fields))
 
-    def attempt_started(self, step: StepPlan, retry: int, started_at: datetime) -> None:
-        """The engine's on_attempt_start hook: journal what to write should this process die
-        before the call (or the request) ends: a cancelled attempt, and a cancelled completion."""
-        completion = None if self.journaled_start else self._died_completion()
-        self.journaled_start = True
-        fields = dict(  # completion_id first: the writer reads it off the line (journal_codec)
-            completion_id=self.request_id,
-            started_at=started_at,
-            chain_id=self.chain_id,
-            source=self.caller.source,
-            step_position=step.position,
-            provider_id=step.provider.id,
-            provider_name=step.provider.name,
-            provider_kind=step.provider.kind,
-            model=step.model,
-            retry_index=retry,
-            outcome=CANCELLED,
-            latency_ms=0.0,
-            unpriced=step.price is None,
-            error_message=DIED_DURING_CALL,
-            needs=self.needs,
-        )
-        get_recorder().call_started(PendingRow(Attempt, fields), completion)
-
-    def _died_completion(self) -> dict[str, Any]:
+    def _identity(self) -> dict[str, Any]:
+        """What every completion row of this request says of who asked what, and when."""
         return dict(
             id=self.request_id,
             created_at=self.created_at,
@@ -148,9 +143,6 @@ class RequestLedger:
             user_id=self.caller.user_id,
             gateway_key_prefix=self.caller.gateway_key_prefix,
             stream=self.stream,
-            outcome=CompletionOutcome.CANCELLED,
-            error_class=CANCELLED,
-            error_message=DIED_DURING_REQUEST,
             needs=self.needs,
         )
 
@@ -172,18 +164,10 @@ class RequestLedger:
         values = completion_totals(self.attempts)
         values.update(fields)
         values.update(
-            id=self.request_id,
-            created_at=self.created_at,
+            self._identity(),
             finished_at=timezone.now(),
-            chain_id=self.chain_id,
-            chain_slug=self.chain_slug,
-            source=self.caller.source,
-            user_id=self.caller.user_id,
-            gateway_key_prefix=self.caller.gateway_key_prefix,
-            stream=self.stream,
             outcome=outcome,
             latency_ms=round(self.elapsed_ms(), 3),
             injected=self.injected,
-            needs=self.needs,
         )
         return values
