@@ -98,12 +98,13 @@ class Run:
         return len(self.latencies_ms) / self.seconds if self.seconds else 0.0
 
 
-def start_upstream(port: int = 0) -> tuple[subprocess.Popen, str]:
+def start_upstream(
+    port: int = 0, fake_args: tuple[str, ...] = ("--models", "primary,backup", "--fail-model", "broken")
+) -> tuple[subprocess.Popen, str]:
+    """The fake upstream in its own process (`python -m tests.fakes` with `fake_args`): it and
+    its base URL."""
     proc = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "tests.fakes", "--port", str(port)),
-            *("--models", "primary,backup", "--fail-model", "broken"),
-        ],
+        [sys.executable, "-m", "tests.fakes", "--port", str(port), *fake_args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,

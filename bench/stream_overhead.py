@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -41,10 +40,12 @@ from bench.gateway_overhead import (  # noqa: E402
     gateway_env,
     measure_cpu,
     sequential,
+    start_upstream,
 )
 from tests.gateway.live import start_gateway  # noqa: E402
 
 MESSAGES = [{"role": "user", "content": "Weather in Paris?"}]
+FAKE_ARGS = ("--models", "primary,tooler", "--tool-model", "tooler")  # "tooler" always calls a tool
 TOOL = {
     "type": "function",
     "function": {
@@ -52,17 +53,6 @@ TOOL = {
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
     },
 }
-
-
-def start_upstream() -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes", "--models", "primary,tooler", "--tool-model", "tooler"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    line = proc.stdout.readline() if proc.stdout else ""
-    return proc, line.split()[3]
 
 
 def targets(upstream: str, base_url: str, key: str) -> dict[str, dict[str, Target]]:
@@ -155,7 +145,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="granian worker processes")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
-    upstream_proc, upstream = start_upstream()
+    upstream_proc, upstream = start_upstream(
+        fake_args=("--models", "primary,tooler", "--tool-model", "tooler")
+    )
     workdir = Path(tempfile.mkdtemp(prefix="rana-stream-bench-"))
     gateway = start_gateway(
         upstream_url=upstream, workdir=workdir, workers=args.workers, extra_env=gateway_env(False)
