@@ -6,7 +6,6 @@ Runs against the Redis server that scripts/test starts (RANA_TEST_REDIS_URL)."""
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from decimal import Decimal
 
@@ -15,20 +14,12 @@ from django.core.cache import cache
 
 from gateway.services.keys import gateway_key_create
 from providers.models import FallbackChain
+from tests.servers import server_url
 
 from .conftest import HELLO, auth
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 URL = "/v1/chat/completions"
-
-
-def _redis_url() -> str:
-    url = os.environ.get("RANA_TEST_REDIS_URL", "")
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail("RANA_TEST_REDIS_URL is not set: scripts/test starts Redis and sets it")
-        pytest.skip("no Redis server: run through scripts/test")
-    return url
 
 
 @pytest.fixture
@@ -37,7 +28,7 @@ def redis_cache(settings):
     settings.CACHES = {
         "default": {
             "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": _redis_url(),
+            "LOCATION": server_url("RANA_TEST_REDIS_URL"),
             "KEY_PREFIX": prefix,
         }
     }

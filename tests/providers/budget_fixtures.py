@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
 import uuid
 from decimal import Decimal
 
@@ -14,6 +13,7 @@ from django.core.cache import cache
 
 from providers.engine.types import ChatResponse, FailureClass, ProviderError, StreamEvent, Usage
 from providers.models import ChainStep, FallbackChain, ModelPrice, Provider
+from tests.servers import server_url
 
 # $1 per million input tokens, $2 per million output tokens (as tests/gateway/seed.py prices).
 PROMPT = [{"role": "user", "content": "x" * 40_000}]  # 10,000 tokens at 4 characters a token
@@ -21,15 +21,6 @@ MAX_TOKENS = 40_000
 REAL_USAGE = Usage(input_tokens=10_000, output_tokens=MAX_TOKENS)
 REAL_COST = Decimal("0.09")  # 10,000 x $1 + 40,000 x $2, per million
 ESTIMATE = (Decimal(10_000 + 4) * 1 + MAX_TOKENS * 2) / 1_000_000  # what each request holds
-
-
-def redis_url() -> str:
-    url = os.environ.get("RANA_TEST_REDIS_URL", "")
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail("RANA_TEST_REDIS_URL is not set: scripts/test starts Redis and sets it")
-        pytest.skip("no Redis server: run through scripts/test")
-    return url
 
 
 BACKENDS = ["locmem", pytest.param("redis", marks=pytest.mark.redis)]
@@ -42,7 +33,7 @@ def backend(request, settings):
         settings.CACHES = {
             "default": {
                 "BACKEND": "django_redis.cache.RedisCache",
-                "LOCATION": redis_url(),
+                "LOCATION": server_url("RANA_TEST_REDIS_URL"),
                 "KEY_PREFIX": f"rana-budget-{uuid.uuid4().hex[:8]}",
             }
         }

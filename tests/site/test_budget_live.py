@@ -24,7 +24,7 @@ import pytest
 from tests.fakes.faults import FakeUsage, Fault
 from tests.fakes.upstream import FakeUpstream
 from tests.gateway.live import LiveGateway, start_gateway
-from tests.site.postgres import fresh_database, server_url
+from tests.servers import fresh_database, server_url
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 

@@ -27,7 +27,7 @@ import pytest
 
 from tests.fakes import FakeUpstream, Fault
 from tests.gateway.live import LiveGateway, start_gateway
-from tests.site.postgres import fresh_database
+from tests.servers import fresh_database
 
 CLIENTS = 20
 RUN_S = float(os.environ.get("RANA_TEST_KILL_RUN_S", "30"))

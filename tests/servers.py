@@ -1,4 +1,5 @@
-"""A throwaway PostgreSQL database for a live server, on the server scripts/test starts."""
+"""The servers scripts/test starts for the tests (RANA_TEST_POSTGRES_URL, RANA_TEST_REDIS_URL):
+their URLs, and a throwaway PostgreSQL database for a live RANA."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import os
 import uuid
 from collections.abc import Iterator
 
-import psycopg
 import pytest
 
 
@@ -22,6 +22,8 @@ def server_url(name: str) -> str:
 
 def fresh_database(prefix: str) -> Iterator[str]:
     """Create a database, yield its URL, drop it (with any connection still open)."""
+    import psycopg
+
     server = server_url("RANA_TEST_POSTGRES_URL")
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(server, autocommit=True) as admin:
