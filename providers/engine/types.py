@@ -49,8 +49,6 @@ class ToolCallDelta:
 
 # What the capability table says of a model (ModelCapability's columns).
 CAPABILITIES = ("tools", "parallel_tools", "images", "json_object", "json_schema", "reasoning")
-# What only a protocol can do (no column: every model of a protocol that has them is assumed to).
-PROTOCOL_ONLY = ("n", "logprobs")
 
 
 @dataclass(frozen=True, slots=True)

@@ -220,10 +220,3 @@ def dead_journals(folder: Path, own: Path | None) -> Iterator[tuple[Path, int]]:
             os.close(fd)  # alive, or being replayed by a sibling
             continue
         yield candidate, fd
-
-
-def journal_backlog_bytes(folder: Path) -> int:
-    """Bytes waiting in every journal of one database (this process's and dead ones')."""
-    if not folder.is_dir():
-        return 0
-    return sum(p.stat().st_size for p in folder.glob(f"*/{_PREFIX}*{_SUFFIX}") if p.exists())
