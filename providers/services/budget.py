@@ -225,15 +225,6 @@ def budget_check(*, scopes: tuple[BudgetScope, ...], now: dt.datetime | None = N
     budget_reserve(scopes=scopes, token="", now=now)
 
 
-def budget_charge(
-    *, scopes: tuple[BudgetScope, ...], cost_usd: Decimal, now: dt.datetime | None = None
-) -> None:
-    """Add a cost to every scope's running spend, outside any hold (blocking)."""
-    if cost_usd:
-        limits = _limits_of(scopes, now or timezone.now())
-        store().settle(tuple(limit.line for limit in limits), "", int(cost_usd * NANO))
-
-
 def budget_held(*, scopes: tuple[BudgetScope, ...], now: dt.datetime | None = None) -> dict[str, Decimal]:
     """What requests in flight hold now, per limit ("key daily", ...; blocking)."""
     limits = _limits_of(scopes, now or timezone.now())
