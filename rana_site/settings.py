@@ -227,7 +227,7 @@ CELERY_TIMEZONE = TIME_ZONE
 
 # Ledger: attempts are written by a write-behind buffer flushed at this interval.
 RANA_LEDGER_FLUSH_MS = env.int("RANA_LEDGER_FLUSH_MS", default=50)
-RANA_LEDGER_MODE = env.str("RANA_LEDGER_MODE", default="buffered")  # or "sync"
+RANA_LEDGER_MODE = env.str("RANA_LEDGER_MODE", default="buffered")  # or "sync", "memory"
 # Where each serving process journals its ledger rows before they reach the database (local disk).
 RANA_JOURNAL_DIR = env.str("RANA_JOURNAL_DIR", default=str(VAR_DIR / "journal"))
 

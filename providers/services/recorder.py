@@ -9,7 +9,8 @@ hear of written rows through `announce_rows`.
 `get_recorder()` is the process's recorder: in "buffered" mode (the default) a
 ledger_writer.BufferedRecorder, which journals every row on disk before the request goes on
 and writes behind it (journal.py, ledger_writer.py, journal_replay.py); in "sync" mode (the
-test suite's) a SyncRecorder that writes each row before `submit` returns. A graceful stop
+test suite's) a SyncRecorder that writes each row before `submit` returns; in "memory" mode
+(ledger_memory.py: the journal off, rows lost at a hard kill) only to measure the journal. A graceful stop
 (SIGTERM, SIGINT, interpreter exit) flushes and announces everything, then hands the signal to
 the handler that was there before (the server's).
 """
@@ -329,6 +330,11 @@ def get_recorder() -> Any:
             if _recorder is None:
                 if settings.RANA_LEDGER_MODE == "sync":
                     _recorder = SyncRecorder()
+                elif settings.RANA_LEDGER_MODE == "memory":  # the journal off: for measuring it
+                    from .ledger_memory import MemoryRecorder
+
+                    _recorder = MemoryRecorder(interval_s=settings.RANA_LEDGER_FLUSH_MS / 1000)
+                    _install_shutdown_flush()
                 else:
                     from .ledger_writer import BufferedRecorder
 

@@ -296,3 +296,22 @@ def test_listeners_hear_of_written_rows_in_coalesced_announcements(buffered_reco
         assert len(heard) == 2 and len(heard[1]) == 1
     finally:
         ledger_rows_written.disconnect(listener)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_memory_mode_writes_rows_behind_without_a_journal(tmp_path, settings):
+    """RANA_LEDGER_MODE=memory (the journal off, for bench/gateway_overhead.py to measure it)."""
+    from providers.services.ledger_memory import MemoryRecorder
+
+    settings.RANA_JOURNAL_DIR = str(tmp_path / "journal")
+    recorder = MemoryRecorder(interval_s=0.02)
+    ids = [new_request_id() for _ in range(30)]
+    try:
+        for completion_id in ids:
+            recorder.submit(attempt_row(completion_id))
+            recorder.call_started(PendingRow(Attempt, {"completion_id": completion_id}), None)
+        assert recorder.flush(10) and recorder.backlog() == 0
+    finally:
+        recorder.close()
+    assert Attempt.objects.filter(completion_id__in=ids).count() == 30  # call_started writes nothing
+    assert not (tmp_path / "journal").exists()
