@@ -12,8 +12,10 @@ step, retry), so writing a row twice (a replay after a crash between commit and 
 cleanup) changes nothing. The ledger_rows_written listeners (the dashboards' rollups) hear of
 the written rows every ANNOUNCE_EVERY_S in one announcement rather than after every batch.
 
-A database that is locked or down, for any length of time, loses nothing and costs no memory:
-rows wait in the journal and the writer retries (a backlog warning every 10 s past
+The writer takes each row it reads back from memory rather than decoding its line again,
+while at most MEMORY_ROWS wait; past that it decodes them. A database that is locked or down,
+for any length of time, loses nothing and costs bounded memory: rows wait in the journal and
+the writer retries (a backlog warning every 10 s past
 BACKLOG_WARN_ROWS). A row the database refuses as such (integrity or data error) is set aside
 in the journal folder's rejected.jsonl and logged. A graceful stop (SIGTERM, SIGINT,
 interpreter exit) flushes and announces everything, then hands the signal to the handler that
@@ -43,6 +45,7 @@ from django.db import (
     reset_queries,
 )
 
+from providers.models import Completion
 from providers.signals import ledger_rows_written
 from rana_site.db_busy import is_database_busy
 
@@ -62,6 +65,10 @@ ANNOUNCE_EVERY_S = 0.5
 REPLAY_EVERY_S = 5.0  # how often a live writer looks for journals of dead processes
 OPEN_FOR_AT_MOST_S = 2 * 3600  # longer than any chain's deadline (3600 s at most)
 BACKLOG_WARN_ROWS = 10_000
+# Rows the writer takes from memory instead of decoding their journal line again (by line
+# number), up to this many waiting: past it (a database that is slow or away) the rest are
+# read back from the journal, so memory stays bounded.
+MEMORY_ROWS = 20_000
 
 
 class BufferedRecorder:
@@ -104,6 +111,10 @@ class BufferedRecorder:
         self._backlog_logged = 0.0
         self._open: dict[Any, tuple[int, float]] = {}  # requests in flight: (first segment, since)
         self._unannounced_to: Position | None = None
+        # Rows submitted and not yet read back, by line number: the writer takes these rather
+        # than decoding the lines (a PendingRow is never changed once submitted).
+        self._in_memory: dict[int, tuple[PendingRow, float]] = {}
+        self._lines_read = 0  # lines of this process's journal the writer has read
 
     # -- the request path ----------------------------------------------------------------------
     def _journal_here(self) -> Journal:
@@ -115,7 +126,8 @@ class BufferedRecorder:
             if self._journal is None or self._journal.pid != os.getpid():
                 self._journal = Journal(self.journal_folder)
                 self._reader = JournalReader(self._journal.folder, self._journal)
-                self._done = 0
+                self._done = self._lines_read = 0
+                self._in_memory = {}
                 self._thread = None
             return self._journal
 
@@ -129,7 +141,10 @@ class BufferedRecorder:
                 self._thread.start()
 
     def submit(self, row: Row) -> None:
-        self._journal_here().append(encode(row))
+        line = encode(row)
+        number = self._journal_here().append(line)
+        if type(row) is PendingRow and len(self._in_memory) < MEMORY_ROWS:
+            self._in_memory[number] = (row, time.time())
         if self._thread is None:
             self.start()
         self._wake.set()
@@ -231,15 +246,21 @@ class BufferedRecorder:
         while lines := reader.read(self._max_batch):
             ledger_batch.begin()
             rows, lags = [], []
+            in_memory = self._in_memory if reader.live is not None else {}
             for segment, _end, line in lines:
+                self._lines_read += 1
                 if line.startswith(CALL_PREFIX):  # a call in flight: keep its segment until its request ends
                     self._open.setdefault(call_request_id(line), (segment, time.monotonic()))
                     continue
-                try:
-                    kind, row, submitted = decode(line)
-                except Exception:
-                    set_aside(self.journal_folder, line)
-                    continue
+                kept = in_memory.pop(self._lines_read, None)
+                if kept is not None:
+                    (row, submitted), kind = kept, "c" if kept[0].model is Completion else "a"
+                else:
+                    try:
+                        kind, row, submitted = decode(line)
+                    except Exception:
+                        set_aside(self.journal_folder, line)
+                        continue
                 if kind == "c":
                     self._open.pop(str(row.fields["id"]), None)
                 rows.append(row)
@@ -252,10 +273,21 @@ class BufferedRecorder:
             ledger_batch.finish()
             wrote += len(lines)
             self._account(len(lines), written, position)
+            self._forget_read(in_memory)
             if len(lines) < self._max_batch:
                 break
         self._warn_backlog()
         return wrote
+
+    def _forget_read(self, in_memory: dict[int, tuple[PendingRow, float]]) -> None:
+        """Drop rows whose lines were read before submit() kept them (it keeps a row just after
+        appending its line, so the writer can be first): they were decoded instead."""
+        read = self._lines_read
+        while in_memory:
+            number = next(iter(in_memory))
+            if number > read:
+                return
+            in_memory.pop(number, None)
 
     def _keep_from(self) -> int | None:
         """The oldest segment a request still in flight started in (None: none in flight).

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from providers.models import Attempt, Completion, FallbackChain
 from providers.models.ledger import new_request_id
+from providers.services.journal_codec import decode
 from providers.services.ledger_writer import BufferedRecorder
 from providers.services.recorder import PendingRow, announce_rows, write_rows
 from providers.signals import ledger_rows_written
@@ -315,3 +316,32 @@ def test_memory_mode_writes_rows_behind_without_a_journal(tmp_path, settings):
         recorder.close()
     assert Attempt.objects.filter(completion_id__in=ids).count() == 30  # call_started writes nothing
     assert not (tmp_path / "journal").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("memory_rows", [0, 20_000], ids=["decoded", "from-memory"])
+def test_rows_taken_from_memory_or_decoded_from_the_journal_are_the_same(
+    buffered_recorder, monkeypatch, memory_rows
+):
+    """The writer takes rows from memory while few wait, else decodes their journal lines."""
+    from providers.services import ledger_writer
+
+    monkeypatch.setattr(ledger_writer, "MEMORY_ROWS", memory_rows)
+    decoded = []
+    monkeypatch.setattr(ledger_writer, "decode", lambda line: decoded.append(line) or decode(line))
+    recorder = buffered_recorder()
+    request_id, now = new_request_id(), timezone.now()
+    fields = dict(
+        completion_id=request_id, started_at=now, source="api", step_position=0, provider_name="p",
+        provider_kind="openai", model="m", outcome="success", latency_ms=1.5, cost_usd=Decimal("0.000123"),
+    )  # fmt: skip
+    recorder.submit(PendingRow(Attempt, fields))
+    recorder.submit(
+        PendingRow(Completion, dict(id=request_id, created_at=now, source="api", outcome="success"))
+    )
+    assert recorder.flush(5)
+    assert len(decoded) == (0 if memory_rows else 2)
+    assert len(recorder._in_memory) == 0  # nothing left behind either way
+    attempt = Attempt.objects.get(completion_id=request_id)
+    assert (attempt.started_at, attempt.cost_usd, attempt.latency_ms) == (now, Decimal("0.000123"), 1.5)
+    assert Completion.objects.get(id=request_id).created_at == now
