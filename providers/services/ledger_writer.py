@@ -68,7 +68,7 @@ BACKLOG_WARN_ROWS = 10_000
 # Rows the writer takes from memory instead of decoding their journal line again (by line
 # number), up to this many waiting: past it (a database that is slow or away) the rest are
 # read back from the journal, so memory stays bounded.
-MEMORY_ROWS = 20_000
+MEMORY_ROWS = 5_000
 
 
 class BufferedRecorder:
