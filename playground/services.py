@@ -25,6 +25,7 @@ from providers.types import (
     Cancelled,
     ChainNotFound,
     InvalidRequest,
+    NoUsableStep,
     StepOutOfRange,
     StreamInterrupted,
 )
@@ -32,7 +33,7 @@ from rana_site.db_busy import BUSY_MESSAGE, aretry_when_busy, is_database_busy
 
 from . import messages as shapes
 from .models import PlaygroundRun, RunStatus
-from .words import needs_unserved
+from .words import needs_unserved, retry_later_words
 
 log = logging.getLogger("rana.playground")
 
@@ -140,6 +141,9 @@ def error_words(exc: BaseException) -> tuple[str, str]:
         return "invalid", f"Invalid {exc.field}: {exc.message}."
     if isinstance(exc, ChainNotFound):
         return "invalid", f"Chain: {exc}."
+    if isinstance(exc, NoUsableStep):
+        why = str(exc)
+        return "invalid", f"{why[:1].upper()}{why[1:]}. No provider was called."
     if isinstance(exc, StepOutOfRange):
         return "invalid", f"Fault injection: {exc}."
     if isinstance(exc, BudgetExceeded):
@@ -160,6 +164,8 @@ def error_words(exc: BaseException) -> tuple[str, str]:
             f"No step of this chain can serve this request{what}: each step was skipped without a call. "
             "The timeline below says why."
         )
+    if isinstance(exc, AllProvidersFailed) and exc.retry_later is not None:
+        return "failed", f"{retry_later_words(exc.retry_later)}. Every attempt is listed below."
     if isinstance(exc, AllProvidersFailed):
         head = "The overall deadline passed" if exc.deadline_exceeded else "All providers failed"
         return "failed", f"{head} (last failure: {exc.failure_class}). Every attempt is listed below."

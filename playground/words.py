@@ -1,9 +1,11 @@
-"""What a capability skip means, in words: the needs a step could not serve."""
+"""Failures in words: the needs a step could not serve, and when a cooling-down chain can retry."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+
+from providers.types import RetryLater
 
 NEED_WORDS = {
     "images": "images",
@@ -29,3 +31,10 @@ def needs_unserved(messages: Iterable[str]) -> list[str]:
         if match is not None:
             found.update(dict.fromkeys(needs_named(match["needs"])))
     return list(found)
+
+
+def retry_later_words(later: RetryLater) -> str:
+    """Every step is rate-limited or behind an open circuit: which, and when to try again."""
+    if later.reason == "rate_limited":
+        return f"Every provider is rate-limited; try again in {later.whole_seconds} s"
+    return f"Every provider's circuit is open; next try in {later.whole_seconds} s"

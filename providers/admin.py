@@ -22,7 +22,7 @@ from providers.models import (
     ModelPrice,
     Provider,
 )
-from providers.selectors import completion_timeline
+from providers.selectors import chains_without_usable_step, completion_timeline
 from providers.services.chain_rules import chain_default_claim, chain_steps_renumber
 from providers.services.plans import chain_worst_case
 
@@ -52,6 +52,20 @@ class ProviderAdmin(admin.ModelAdmin):
         ("Options", {"fields": ["options"]}),
         ("History", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]
+
+    def save_model(self, request: HttpRequest, obj: Provider, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if obj.enabled or "enabled" not in form.changed_data:
+            return
+        names = chains_without_usable_step(provider_id=obj.pk)
+        if names:
+            listed = ", ".join(f"“{name}”" for name in names)
+            self.message_user(
+                request,
+                f"With “{obj.name}” disabled, these chains have no usable step and every request to "
+                f"them fails at once: {listed}. Enable a step of another provider, or this provider again.",
+                messages.WARNING,
+            )
 
     @admin.display(description="base URL")
     def effective_base_url(self, obj: Provider) -> str:

@@ -24,6 +24,7 @@ __all__ = [
     "chain_list",
     "chain_resolve",
     "chain_usable_steps",
+    "chains_without_usable_step",
     "circuit_states",
     "completion_timeline",
     "ledger_totals",
@@ -45,6 +46,13 @@ def chain_usable_steps(
         if step.is_usable:  # the rule itself (the filter only narrows the query)
             usable.setdefault(step.chain_id, []).append(step)
     return usable
+
+
+def chains_without_usable_step(*, provider_id: int) -> list[str]:
+    """The names of the chains with a step on this provider that have no step left to try."""
+    chain_ids = set(ChainStep.objects.filter(provider_id=provider_id).values_list("chain_id", flat=True))
+    stuck = chain_ids - chain_usable_steps(chain_ids=list(chain_ids)).keys()
+    return list(FallbackChain.objects.filter(pk__in=stuck).order_by("name").values_list("name", flat=True))
 
 
 def chain_list() -> list[FallbackChain]:

@@ -10,11 +10,12 @@ from providers.engine.results import (
     AttemptRecord,
     Cancelled,
     EngineError,
+    RetryLater,
     StreamInterrupted,
 )
 from providers.engine.types import FailureClass, Price, StreamEvent, ToolCall, ToolCallDelta, Usage
 from providers.services.budget import BudgetExceeded
-from providers.services.chains import ChainNotFound, LoadedChain
+from providers.services.chains import ChainNotFound, LoadedChain, NoUsableStep
 from providers.services.completions import CompletionResult
 from providers.services.faults import StepOutOfRange
 from providers.services.inputs import InvalidRequest
@@ -34,7 +35,9 @@ __all__ = [
     "FailureClass",
     "InvalidRequest",
     "LoadedChain",
+    "NoUsableStep",
     "Price",
+    "RetryLater",
     "StepOutOfRange",
     "StreamEvent",
     "StreamInterrupted",

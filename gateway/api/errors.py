@@ -4,6 +4,11 @@
 already retried and fallen back by the time it answers 502/504, so those carry
 `x-should-retry: false` (the OpenAI SDKs obey it); limits carry Retry-After. A provider's
 401 is RANA's stored key failing, never the caller's: it is a 502 naming the provider.
+
+When every step was rate-limited or skipped by an open circuit, waiting helps: 429 if any
+rate limit was involved, else 503, each with Retry-After (the soonest step's, in whole
+seconds rounded up) and without `x-should-retry: false`, so SDKs back off and retry. A chain
+with no usable step is a 503 that retrying cannot cure (`x-should-retry: false`).
 """
 
 from __future__ import annotations
@@ -16,7 +21,15 @@ from gateway.api.render import rana_headers, rana_meta
 from gateway.services.keys import KeyRejected
 from gateway.services.limits import RateLimited
 from providers.services import redact
-from providers.types import AllProvidersFailed, BudgetExceeded, ChainNotFound, EngineError, InvalidRequest
+from providers.types import (
+    AllProvidersFailed,
+    BudgetExceeded,
+    ChainNotFound,
+    EngineError,
+    InvalidRequest,
+    NoUsableStep,
+    RetryLater,
+)
 from rana_site.db_busy import BUSY_MESSAGE, RETRY_AFTER_S, is_database_busy
 
 log = logging.getLogger("rana.gateway")
@@ -110,6 +123,9 @@ def engine_failure(exc: EngineError, chain: str) -> ApiError:
         return ApiError(400, message, code="unsupported_capability", headers=headers, extra={"rana": meta})
     if failure in _CALLER_FAULTS:
         return ApiError(400, message, code=failure, headers=headers, extra={"rana": meta})
+    later = getattr(exc, "retry_later", None)
+    if later is not None:
+        return retry_later(later, chain, message, headers, meta)
     headers.append(_NO_RETRY)
     retry_after = getattr(exc, "retry_after_s", None)
     if retry_after:
@@ -119,6 +135,22 @@ def engine_failure(exc: EngineError, chain: str) -> ApiError:
             504, message, type="timeout", code="deadline_exceeded", headers=headers, extra={"rana": meta}
         )
     return ApiError(502, message, type="upstream_error", code=failure, headers=headers, extra={"rana": meta})
+
+
+def retry_later(
+    later: RetryLater, chain: str, detail: str, headers: list[tuple[str, str]], meta: dict[str, Any]
+) -> ApiError:
+    """Every step is rate-limited (429) or behind an open circuit (503): retry in Retry-After."""
+    wait = later.whole_seconds
+    headers = [*headers, ("retry-after", str(wait))]
+    extra = {"rana": meta}
+    if later.reason == "rate_limited":
+        message = f"Every provider of the chain '{chain}' is rate-limited; try again in {wait} s ({detail})."
+        return ApiError(
+            429, message, type="rate_limit_error", code="rate_limit_exceeded", headers=headers, extra=extra
+        )
+    message = f"Every provider of the chain '{chain}' has its circuit open; next try in {wait} s ({detail})."
+    return ApiError(503, message, type="server_error", code="circuit_open", headers=headers, extra=extra)
 
 
 def api_error(exc: Exception, *, chain: str = "") -> ApiError:
@@ -138,6 +170,10 @@ def api_error(exc: Exception, *, chain: str = "") -> ApiError:
             else str(exc)
         )
         return ApiError(404, message, code="model_not_found", param="model")
+    if isinstance(exc, NoUsableStep):
+        return ApiError(
+            503, str(exc), type="server_error", code="no_usable_step", param="model", headers=[_NO_RETRY]
+        )
     if isinstance(exc, RateLimited):
         headers = [("retry-after", str(exc.retry_after_s)), ("x-ratelimit-limit-requests", str(exc.limit))]
         return ApiError(429, str(exc), type="rate_limit_error", code="rate_limit_exceeded", headers=headers)

@@ -16,9 +16,15 @@ Decisions worth knowing (the failure-class table in docs/architecture.md is the 
 * ``context_length`` skips later steps whose context window is known and smaller than the
   largest known window that already overflowed; such skips make no attempt record.
 * Circuit-open steps are recorded as ``circuit_open`` attempts (no call, not counted against
-  ``max_attempts``, not reported to ``on_outcome``). ``AllProvidersFailed.failure_class`` is
-  the class of the last upstream call, so a trailing circuit-open skip does not hide why the
-  walk failed; it is ``circuit_open`` only when no call was made at all.
+  ``max_attempts``, not reported to ``on_outcome``), with ``retry_after_s`` and why when the
+  ``circuit_retry_in`` hook says. ``AllProvidersFailed.failure_class`` is the class of the
+  last upstream call, so a trailing circuit-open skip does not hide why the walk failed; it
+  is ``circuit_open`` only when no call was made at all.
+* When every attempt was ``rate_limited`` or such a circuit-open skip (and the deadline has
+  not passed), ``AllProvidersFailed.retry_later`` says so: "rate_limited" if any rate limit
+  (a 429, or a circuit opened on a Retry-After) was involved, else "circuit_open", and the
+  seconds until the soonest step may be tried again (each step's last attempt counts: its
+  Retry-After or cooldown, less the time since it ended; none given counts as now).
 * ``on_fallback(from_step, to_step, error)`` fires just before the first call to a later step
   that follows a failed one.
 """
@@ -39,7 +45,7 @@ from .backoff import backoff_delay
 from .clock import SYSTEM_CLOCK, Clock
 from .cost import priced_attempt, totals
 from .plan import ChainPlan, StepPlan
-from .results import SUCCESS, AllProvidersFailed, AttemptRecord, EngineResult
+from .results import SUCCESS, AllProvidersFailed, AttemptRecord, EngineResult, retry_later, seconds_rounded_up
 from .stream import EngineStream, open_stream, unexpected_error
 from .types import (
     CAPABILITIES,
@@ -83,6 +89,9 @@ class EngineDeps:
     on_attempt_start: Callable[[StepPlan, int, datetime], None] | None = None
     on_fallback: Callable[[StepPlan, StepPlan, ProviderError], None] | None = None
     is_circuit_open: Callable[[StepPlan], bool] | None = None
+    # For a step whose circuit is open: (why, seconds until it may be tried again), why being
+    # "rate_limited" (a Retry-After cooldown) or "circuit_open"; None when it does not know.
+    circuit_retry_in: Callable[[StepPlan], tuple[str, float] | None] | None = None
     on_outcome: Callable[[StepPlan, str], None] | None = None
     # Fetch image URLs into inline data, for protocols that cannot take them by reference.
     resolve_images: Callable[[tuple[Message, ...]], Awaitable[tuple[Message, ...]]] | None = None
@@ -148,6 +157,7 @@ class Walk:
         self._overflowed_window: int | None = None
         self._needs = request_needs(messages, params)
         self._images_resolved = False
+        self._circuit_reasons: dict[int, str] = {}  # step position -> why its circuit is open
 
     def remaining(self) -> float:
         return self.plan.deadline_s - (self.deps.clock.monotonic() - self._start)
@@ -168,8 +178,7 @@ class Walk:
                 self.record(step, 0, FailureClass.CAPABILITY_SKIPPED, now, self._now(), message=reason)
                 continue
             if self.deps.is_circuit_open is not None and self._hook("is_circuit_open", step):
-                now = self.deps.clock.now()
-                self.record(step, 0, FailureClass.CIRCUIT_OPEN, now, self._now(), message="circuit open")
+                self._skip_open_circuit(step)
                 continue
             more = any(not self._too_small(later) for later in steps[index + 1 :])
             won = await self._walk_step(step, attempt_fn, more_steps=more)
@@ -231,6 +240,21 @@ class Walk:
         if wait <= self.plan.max_retry_after_s and wait < self.remaining():
             return wait
         raise self._fail(FailureClass.RATE_LIMITED)
+
+    def _skip_open_circuit(self, step: StepPlan) -> None:
+        """Record a circuit-open skip, with when the step may be tried again if the breaker says."""
+        retry_in = self._hook("circuit_retry_in", step)
+        seconds, message = None, "circuit open"
+        if retry_in is not None:
+            reason, seconds = retry_in
+            self._circuit_reasons[step.position] = reason
+            wait = seconds_rounded_up(seconds)
+            if reason == FailureClass.RATE_LIMITED:
+                message = f"circuit open after rate limiting; retry in {wait} s"
+            else:
+                message = f"circuit open; half-open in {wait} s"
+        skip = ProviderError(FailureClass.CIRCUIT_OPEN, message, retry_after_s=seconds)
+        self.record(step, 0, FailureClass.CIRCUIT_OPEN, self.deps.clock.now(), self._now(), error=skip)
 
     def _backoff(self, step: StepPlan, retry: int, retry_after_s: float | None) -> float:
         return backoff_delay(
@@ -335,8 +359,13 @@ class Walk:
         retry_after = None
         if failure is FailureClass.RATE_LIMITED and self._last_error is not None:
             retry_after = self._last_error.retry_after_s
+        later = None if deadline else retry_later(self.attempts, self._circuit_reasons, self.deps.clock.now())
         return AllProvidersFailed(
-            list(self.attempts), failure_class=failure, retry_after_s=retry_after, deadline_exceeded=deadline
+            list(self.attempts),
+            failure_class=failure,
+            retry_after_s=later.seconds if later is not None else retry_after,
+            deadline_exceeded=deadline,
+            retry_later=later,
         )
 
     def _capability_gap(self, step: StepPlan) -> str:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from .types import ChatResponse, FailureClass, Usage
@@ -59,6 +61,52 @@ class EngineResult:
         return self.answered_step != self.attempts[0].step_position if self.attempts else False
 
 
+def seconds_rounded_up(seconds: float) -> int:
+    """Whole seconds, rounded up and at least 1: what a Retry-After header and the words say."""
+    return max(1, math.ceil(seconds))
+
+
+@dataclass(frozen=True, slots=True)
+class RetryLater:
+    """Every step failed on a rate limit or was skipped by an open circuit: the walk can only
+    succeed later. `reason` is "rate_limited" when any rate limit was involved, "circuit_open"
+    when only failure circuits were; `seconds` is how soon any step may be tried again."""
+
+    reason: str
+    seconds: float
+
+    @property
+    def whole_seconds(self) -> int:
+        return seconds_rounded_up(self.seconds)
+
+
+def retry_later(
+    attempts: Sequence[AttemptRecord], circuit_reasons: Mapping[int, str], now: datetime
+) -> RetryLater | None:
+    """RetryLater when every attempt was a rate limit or a circuit-open skip whose reason is in
+    `circuit_reasons` (by step position), else None. Each step's last attempt counts: its
+    Retry-After or cooldown (none given: now) less the time since it ended."""
+    reasons: set[str] = set()
+    ready: dict[int, float] = {}  # step position -> seconds until it may be tried again
+    for attempt in attempts:
+        reason: str | None = None
+        if attempt.outcome == FailureClass.RATE_LIMITED:
+            reason = FailureClass.RATE_LIMITED
+        elif attempt.outcome == FailureClass.CIRCUIT_OPEN:
+            reason = circuit_reasons.get(attempt.step_position)
+        if reason is None:
+            return None
+        reasons.add(reason)
+        ended = attempt.started_at + timedelta(milliseconds=attempt.latency_ms)
+        waited = (now - ended).total_seconds()
+        ready[attempt.step_position] = max(0.0, (attempt.retry_after_s or 0.0) - waited)
+    if not ready:
+        return None
+    rate_limited = FailureClass.RATE_LIMITED in reasons
+    reason = FailureClass.RATE_LIMITED if rate_limited else FailureClass.CIRCUIT_OPEN
+    return RetryLater(reason.value, min(ready.values()))
+
+
 class EngineError(Exception):
     """Base of the errors the engine raises; each carries every attempt made."""
 
@@ -75,7 +123,8 @@ class EngineError(Exception):
 
 
 class AllProvidersFailed(EngineError):
-    """Every step failed (or a stop-class error ended the walk early)."""
+    """Every step failed (or a stop-class error ended the walk early). `retry_later` is set
+    when every attempt was a rate limit or a circuit-open skip whose end the breaker knew."""
 
     def __init__(
         self,
@@ -84,10 +133,12 @@ class AllProvidersFailed(EngineError):
         failure_class: FailureClass,
         retry_after_s: float | None = None,
         deadline_exceeded: bool = False,
+        retry_later: RetryLater | None = None,
     ) -> None:
         self.failure_class = failure_class
         self.retry_after_s = retry_after_s
         self.deadline_exceeded = deadline_exceeded
+        self.retry_later = retry_later
         lines = "; ".join(
             f"step {a.step_position + 1} {a.provider_name}/{a.model} try {a.retry_index + 1}: "
             f"{a.outcome}{f' (HTTP {a.http_status})' if a.http_status else ''}"

@@ -69,6 +69,20 @@ class CircuitBreaker:
             circuit.probing = True
             return False
 
+    def retry_in(self, step: StepPlan) -> tuple[str, float] | None:
+        """Why this step is skipped and the seconds until it may be tried again (0 while another
+        caller's probe is in flight); None when its circuit is closed or a probe may go now.
+        "rate_limited" when a Retry-After cooldown opened it, "circuit_open" otherwise."""
+        circuit = self._circuits.get((step.provider.id, step.model))
+        if circuit is None or not circuit.open_until:
+            return None
+        with self._lock:
+            remaining = circuit.open_until - self._clock()
+            if remaining <= 0 and not circuit.probing:
+                return None
+            reason = "rate_limited" if circuit.last_class == FailureClass.RATE_LIMITED else "circuit_open"
+            return reason, max(0.0, remaining)
+
     def record(self, attempt: AttemptRecord) -> None:
         if attempt.outcome in (FailureClass.CIRCUIT_OPEN, FailureClass.CAPABILITY_SKIPPED):
             return

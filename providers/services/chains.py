@@ -33,6 +33,16 @@ class ChainNotFound(LookupError):
         )
 
 
+class NoUsableStep(LookupError):
+    """The chain has no step to try: every step is disabled, or its provider is (or it has none)."""
+
+    def __init__(self, slug: str) -> None:
+        self.slug = slug
+        super().__init__(
+            f"chain '{slug}' has no usable step: every step is disabled or its provider is disabled"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class LoadedChain:
     chain_id: int

@@ -30,7 +30,7 @@ from providers.models import Completion, CompletionOutcome, FallbackChain
 from providers.models.ledger import new_request_id
 from providers.services import budget, budget_refusals, response_cache
 from providers.services.breaker import get_breaker
-from providers.services.chains import LoadedChain, achain_cached, chain_load
+from providers.services.chains import LoadedChain, NoUsableStep, achain_cached, chain_load
 from providers.services.faults import FaultSpec, adapter_for_with_faults, fault_specs_bind
 from providers.services.image_fetch import images_resolve
 from providers.services.inputs import InvalidRequest, messages_normalise, params_normalise
@@ -97,13 +97,15 @@ async def prepare(
     stream: bool,
 ) -> Prepared:
     """Validate, resolve the chain, hold the estimated cost on the budgets, look in the cache.
-    Raises InvalidRequest, ChainNotFound or BudgetExceeded (the last counted as a budget_blocked
-    completion: see budget_refusals). Whoever gets the Prepared must settle() it."""
+    Raises InvalidRequest, ChainNotFound, NoUsableStep or BudgetExceeded (the last counted as a
+    budget_blocked completion: see budget_refusals). Whoever gets the Prepared must settle() it."""
     msgs = messages_normalise(messages)
     chat_params = params_normalise(params)
     if stream and chat_params.n is not None and chat_params.n > 1:
         raise InvalidRequest("n", "more than one choice is not supported on a stream")
     loaded = await chain_resolve(chain)
+    if not loaded.plan.steps:
+        raise NoUsableStep(loaded.slug)
     ledger = RequestLedger(new_request_id(), loaded.chain_id, loaded.slug, caller, stream)
     needs = request_needs(msgs, chat_params)
     ledger.needs = ",".join(sorted(needs))
@@ -211,6 +213,7 @@ def engine_deps(ledger: RequestLedger, overrides: Mapping[str, Any] | None = Non
         "on_attempt_start": ledger.attempt_started,
         "on_fallback": on_fallback,
         "is_circuit_open": breaker.is_open,
+        "circuit_retry_in": breaker.retry_in,
         "rng": _JITTER,
         "resolve_images": images_resolve,
     }
@@ -339,10 +342,11 @@ async def complete(
     faults: Sequence[FaultSpec] = (),
     overrides: Mapping[str, Any] | None = None,
 ) -> CompletionResult:
-    """One prompt through a chain. Raises InvalidRequest, ChainNotFound, BudgetExceeded,
-    StepOutOfRange, AllProvidersFailed or Cancelled; each error carries `request_id` once
-    recorded. `faults` are injected into this request's steps (the playground's fault
-    injection); `overrides` replace engine dependencies (adapter_for, clock, rng, ...)."""
+    """One prompt through a chain. Raises InvalidRequest, ChainNotFound, NoUsableStep,
+    BudgetExceeded, StepOutOfRange, AllProvidersFailed or Cancelled; each error carries
+    `request_id` once recorded. `faults` are injected into this request's steps (the
+    playground's fault injection); `overrides` replace engine dependencies (adapter_for,
+    clock, rng, ...)."""
     prepared = await prepare(chain=chain, messages=messages, params=params, caller=caller, stream=False)
     try:
         if prepared.cached:

@@ -231,6 +231,7 @@ class _Simulation:
         deps = EngineDeps(adapter_for=adapter_for, clock=clock, rng=self.rng)
         if self.breaker is not None:
             deps.on_attempt, deps.is_circuit_open = self.breaker.record, self.breaker.is_open
+            deps.circuit_retry_in = self.breaker.retry_in
         error: EngineError | None = None
         try:
             result = await (_stream(plan, deps, req) if req.stream else run(plan, MESSAGES, PARAMS, deps))

@@ -143,8 +143,8 @@ async def stream(
     faults: Sequence[FaultSpec] = (),
     overrides: Mapping[str, Any] | None = None,
 ) -> CompletionStream:
-    """Start a streamed completion. Raises InvalidRequest, ChainNotFound, BudgetExceeded or
-    StepOutOfRange. `faults` and `overrides` as for complete()."""
+    """Start a streamed completion. Raises InvalidRequest, ChainNotFound, NoUsableStep,
+    BudgetExceeded or StepOutOfRange. `faults` and `overrides` as for complete()."""
     prepared = await prepare(chain=chain, messages=messages, params=params, caller=caller, stream=True)
     try:
         return CompletionStream(prepared, with_faults(prepared, faults, overrides))

@@ -9,9 +9,13 @@ from decimal import Decimal
 import pytest
 from django.test import AsyncClient
 from django.urls import reverse
+from django.utils import timezone
 
 from playground.models import PlaygroundRun
-from providers.models import Completion, FallbackChain, Provider
+from providers.engine.results import AttemptRecord
+from providers.models import ChainStep, Completion, FallbackChain, Provider
+from providers.services import breaker as breaker_module
+from providers.services.breaker import CircuitBreaker
 from tests.playground.asgi_server import form_data
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -137,3 +141,52 @@ async def test_cancelling_the_response_mid_stream_records_the_run_as_cancelled(a
     assert run.outcome == "cancelled" and run.answer and run.error_message.startswith("Stopped")
     completion = await Completion.objects.aget(pk=run.completion_id)
     assert completion.outcome == "cancelled"
+
+
+async def test_every_step_rate_limited_says_when_to_try_again(aclient, chains):
+    faults = {"fault-0-failure": "rate_limited", "fault-0-step": "0", "fault-0-retry_after_s": "20"}
+    faults |= {"fault-1-failure": "rate_limited", "fault-1-step": "1", "fault-1-retry_after_s": "12"}
+    run = await send(aclient, **faults)
+    _, events = await stream_body(aclient, run)
+    assert "Every provider is rate-limited; try again in 12 s." in events[-1][1]
+    await run.arefresh_from_db()
+    assert run.outcome == "failed"
+
+
+async def test_every_circuit_open_says_when_the_next_try_is(aclient, chains, monkeypatch):
+    breaker = CircuitBreaker(threshold=1, cooldown_s=30, long_cooldown_s=300, clock=lambda: 1000.0)
+    monkeypatch.setattr(breaker_module, "_breaker", breaker)
+    async for step in ChainStep.objects.filter(chain__slug="two").select_related("provider"):
+        outcome = "server_error" if step.model == "m2" else "auth_error"  # open for 30 s and 300 s
+        breaker.record(failed_attempt(step, outcome))
+    run = await send(aclient)
+    _, events = await stream_body(aclient, run)
+    assert "Every provider&#x27;s circuit is open; next try in 30 s." in events[-1][1]
+
+
+async def test_a_chain_with_no_usable_step_says_so(aclient, chains):
+    off = await Provider.objects.acreate(name="off", kind="simulated", enabled=False)
+    support = await FallbackChain.objects.acreate(name="Support", slug="support")
+    await ChainStep.objects.acreate(chain=support, position=0, provider=off, model="m")
+    run = await send(aclient, chain="support")
+    _, events = await stream_body(aclient, run)
+    await run.arefresh_from_db()
+    assert run.error_message == (
+        "Chain 'support' has no usable step: every step is disabled or its provider is disabled. "
+        "No provider was called."
+    )
+    assert "Chain &#x27;support&#x27; has no usable step" in events[-1][1]
+
+
+def failed_attempt(step: ChainStep, outcome: str) -> AttemptRecord:
+    return AttemptRecord(
+        step_position=step.position,
+        provider_id=step.provider_id,
+        provider_name=step.provider.name,
+        provider_kind=step.provider.kind,
+        model=step.model,
+        retry_index=0,
+        outcome=outcome,
+        started_at=timezone.now(),
+        latency_ms=1.0,
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from django.contrib import messages
 from django.contrib.admin.models import LogEntry
 from django.db import connection
 from django.urls import reverse
@@ -125,6 +126,26 @@ def test_hosted_kind_needs_a_key(admin_client):
     response = admin_client.post(ADD_PROVIDER, data)
     assert response.status_code == 200
     assert "OpenAI providers need an API key." in response.content.decode()
+
+
+def test_disabling_a_provider_warns_of_the_chains_it_leaves_without_a_usable_step(
+    admin_client, three_step_chain, sim_providers
+):
+    only_a = FallbackChain.objects.create(name="Only A", slug="only-a")
+    ChainStep.objects.create(chain=only_a, position=0, provider=sim_providers[0], model="sim-small")
+    url = reverse("admin:providers_provider_change", args=[sim_providers[0].pk])
+    data = provider_data(name="sim-a", kind=ProviderKind.SIMULATED, base_url="", options='{"latency_ms": 0}')
+    del data["enabled"]
+    assert warnings_after(admin_client.post(url, data, follow=True)) == [
+        "With “sim-a” disabled, these chains have no usable step and every request to them fails "
+        "at once: “Only A”. Enable a step of another provider, or this provider again."
+    ]  # "Three" still has sim-b and sim-c
+    assert warnings_after(admin_client.post(url, {**data, "enabled": "on"}, follow=True)) == []
+
+
+def warnings_after(response) -> list[str]:
+    assert response.redirect_chain, "the form was refused"
+    return [m.message for m in response.context["messages"] if m.level == messages.WARNING]
 
 
 # --- chains: inline rules, drag-and-drop positions, worst case ------------------------------

@@ -119,6 +119,21 @@ def test_rate_limit_cools_down_for_retry_after(breaker, clock):
     assert not breaker.is_open(STEP)
 
 
+def test_retry_in_says_why_a_circuit_is_open_and_for_how_long(breaker, clock):
+    assert breaker.retry_in(STEP) is None  # never failed
+    breaker.record(record("rate_limited", retry_after_s=12))
+    clock.now += 2
+    assert breaker.retry_in(STEP) == ("rate_limited", 10)
+    breaker.record(record("auth_error"))
+    assert breaker.retry_in(STEP) == ("circuit_open", 300)
+    clock.now += 300
+    assert breaker.retry_in(STEP) is None  # half-open: the next caller may probe
+    assert not breaker.is_open(STEP)  # the probe goes out
+    assert breaker.retry_in(STEP) == ("circuit_open", 0)  # others wait for its verdict
+    breaker.record(record("success"))
+    assert breaker.retry_in(STEP) is None
+
+
 @pytest.mark.parametrize("outcome", ["invalid_request", "context_length", "content_filter", "cancelled"])
 def test_caller_errors_and_cancellations_never_count(breaker, outcome):
     for _ in range(5):
