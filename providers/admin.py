@@ -22,6 +22,7 @@ from providers.models import (
     ModelPrice,
     Provider,
 )
+from providers.models.chain import STEP_CONFIG_FIELDS
 from providers.selectors import chains_without_usable_step, completion_timeline
 from providers.services.chain_rules import chain_default_claim, chain_steps_renumber
 from providers.services.plans import chain_worst_case
@@ -129,7 +130,7 @@ class ChainStepInline(SortableTabularInline):
     form = ChainStepForm
     formset = ChainStepFormSet
     ordering = ["position", "id"]  # adminsortable2 takes its sort field from ordering[0]
-    fields = ["provider", "model", "enabled", "retries", "timeout_s", "delay_s"]
+    fields = ["provider", *STEP_CONFIG_FIELDS]
 
     def get_extra(self, request: HttpRequest, obj: FallbackChain | None = None, **kwargs: Any) -> int:
         return 3 if obj is None else 1
@@ -158,7 +159,8 @@ class FallbackChainAdmin(SortableAdminBase, admin.ModelAdmin):
                 "fields": [
                     "default_retries",
                     ("backoff_base_s", "backoff_cap_s"),
-                    ("step_timeout_s", "first_token_timeout_s"),
+                    ("connect_timeout_s", "step_timeout_s"),
+                    ("first_token_timeout_s", "idle_timeout_s"),
                     "max_retry_after_s",
                     ("deadline_s", "max_attempts"),
                 ]
@@ -194,7 +196,10 @@ class FallbackChainAdmin(SortableAdminBase, admin.ModelAdmin):
         return (
             f"Worst case per request: {case.upstream_calls} upstream calls, and up to "
             f"{case.seconds:.1f} s before the caller gets an answer "
-            f"(every attempt timing out, with backoff; the overall deadline is {obj.deadline_s:g} s)."
+            f"(every attempt timing out at its step timeout, with backoff). A stream: up to "
+            f"{case.first_token_s:.1f} s before its first token (every attempt timing out at its "
+            f"first-token timeout), then at most {case.idle_s:.1f} s of silence between events "
+            f"before it is cut. The overall deadline is {obj.deadline_s:g} s."
         )
 
     def save_model(self, request: HttpRequest, obj: FallbackChain, form: Any, change: bool) -> None:

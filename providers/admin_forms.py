@@ -9,7 +9,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from providers.models import ChainStep, FallbackChain, Provider, ProviderKind
-from providers.models.chain import CHAIN_CONFIG_FIELDS
+from providers.models.chain import CHAIN_CONFIG_FIELDS, STEP_CONFIG_FIELDS
 from providers.models.provider import KINDS_NEEDING_KEY
 from providers.services.chain_rules import StepDraft, chain_steps_problem
 
@@ -82,7 +82,7 @@ class FallbackChainAdminForm(forms.ModelForm):
 class ChainStepForm(forms.ModelForm):
     class Meta:
         model = ChainStep
-        fields = ["provider", "model", "enabled", "retries", "timeout_s", "delay_s"]
+        fields = ["provider", *STEP_CONFIG_FIELDS]
         error_messages = {
             "model": {"required": "A step needs a model name."},
             "provider": {"required": "Choose a provider for this step."},

@@ -27,6 +27,14 @@ Decisions worth knowing (the failure-class table in docs/architecture.md is the 
   Retry-After or cooldown, less the time since it ended; none given counts as now).
 * ``on_fallback(from_step, to_step, error)`` fires just before the first call to a later step
   that follows a failed one.
+* Timeouts bound what they say. A non-streaming attempt is bounded as a whole (connect, first
+  byte, body) by its step's ``timeout_s``; a streaming attempt (open, then wait for the first
+  token) by the step's ``first_token_timeout_s``. Missing the bound is a ``timeout`` failure,
+  retried or passed to the next step like any other. After a stream's first token, each wait
+  for the next event is bounded by the step's ``idle_timeout_s`` (engine/stream.py). The
+  chain's deadline caps every bound. The adapter's HTTP client gets the chain's connect
+  timeout and read timeouts as long as these bounds, so the engine's bound decides: a drip of
+  bytes, each read in time, is still cut at it.
 """
 
 from __future__ import annotations
@@ -44,7 +52,7 @@ import httpx
 from .backoff import backoff_delay
 from .clock import SYSTEM_CLOCK, Clock
 from .cost import priced_attempt, totals
-from .plan import ChainPlan, StepPlan
+from .plan import ChainPlan, StepPlan, seconds_text
 from .results import SUCCESS, AllProvidersFailed, AttemptRecord, EngineResult, retry_later, seconds_rounded_up
 from .stream import EngineStream, open_stream, unexpected_error
 from .types import (
@@ -134,7 +142,7 @@ def run_stream(
     plan: ChainPlan, messages: tuple[Message, ...], params: ChatParams, deps: EngineDeps
 ) -> EngineStream:
     """One streaming request; nothing happens until the stream is iterated."""
-    walk = Walk(plan, messages, params, deps)
+    walk = Walk(plan, messages, params, deps, streaming=True)
 
     def open_(adapter: Adapter, request: ChatRequest) -> Awaitable[Any]:
         return open_stream(adapter, request, deps.client, deps.clock)
@@ -146,9 +154,16 @@ class Walk:
     """The state of one request's walk down the chain."""
 
     def __init__(
-        self, plan: ChainPlan, messages: tuple[Message, ...], params: ChatParams, deps: EngineDeps
+        self,
+        plan: ChainPlan,
+        messages: tuple[Message, ...],
+        params: ChatParams,
+        deps: EngineDeps,
+        *,
+        streaming: bool = False,
     ) -> None:
         self.plan, self.messages, self.params, self.deps = plan, messages, params, deps
+        self.streaming = streaming  # an attempt then ends at its first token (first-token timeout)
         self.attempts: list[AttemptRecord] = []
         self.calls = 0
         self._start = deps.clock.monotonic()  # reset when the walk starts
@@ -268,25 +283,28 @@ class Walk:
     # -- one attempt ------------------------------------------------------------------------
 
     async def _attempt(self, step: StepPlan, retry: int, attempt_fn: AttemptFn[T]) -> Won[T]:
-        remaining = self.remaining()
         adapter = self.deps.adapter_for(step.provider.kind)
         started_at, t0 = self.deps.clock.now(), self._now()
         self.calls += 1
         self._hook("on_attempt_start", step, retry, started_at)
+        bound_s = step.first_token_timeout_s if self.streaming else step.timeout_s
+        left_s = self.remaining()
+        by_step = False  # whether a timeout is the step's bound (else the chain's deadline)
         try:
-            async with asyncio.timeout(remaining):
-                request = ChatRequest(
-                    provider=step.provider,
-                    model=step.model,
-                    messages=await self._messages_for(adapter),
-                    params=self.params,
-                    timeouts=Timeouts(
-                        connect_s=min(self.plan.connect_timeout_s, remaining),
-                        read_s=min(step.timeout_s, remaining),
-                        first_token_s=min(self.plan.first_token_timeout_s, remaining),
-                    ),
-                    capabilities=step.capabilities,
-                )
+            async with asyncio.timeout(left_s):
+                messages = await self._messages_for(adapter)  # not counted against the step's bound
+            left_s = self.remaining()
+            by_step = bound_s <= left_s
+            limit_s = min(bound_s, left_s)
+            request = ChatRequest(
+                provider=step.provider,
+                model=step.model,
+                messages=messages,
+                params=self.params,
+                timeouts=self._timeouts(step, limit_s, left_s),
+                capabilities=step.capabilities,
+            )
+            async with asyncio.timeout(limit_s):
                 value = await attempt_fn(adapter, request)
         except asyncio.CancelledError:
             self.record(step, retry, FailureClass.CANCELLED, started_at, t0, message="the caller went away")
@@ -294,7 +312,7 @@ class Walk:
         except ProviderError as error:
             failure = error
         except TimeoutError:
-            failure = ProviderError(FailureClass.TIMEOUT, f"no answer within the {remaining:.2f}s left")
+            failure = ProviderError(FailureClass.TIMEOUT, self._timed_out(bound_s, left_s, by_step=by_step))
         except Exception as exc:
             log.exception("adapter for %s raised an unexpected error", step.provider.kind)
             failure = unexpected_error(exc)
@@ -302,6 +320,25 @@ class Walk:
             return Won(step, retry, value, started_at, t0)
         self.record(step, retry, failure.failure_class, started_at, t0, error=failure)
         raise failure
+
+    def _timeouts(self, step: StepPlan, limit_s: float, left_s: float) -> Timeouts:
+        """The adapter's HTTP timeouts: the chain's connect timeout, and reads as long as the
+        engine's own bounds, which decide (the attempt's; for a stream, the longer of its
+        first-token and idle timeouts); none past the deadline."""
+        read_s = max(step.first_token_timeout_s, step.idle_timeout_s) if self.streaming else limit_s
+        return Timeouts(
+            connect_s=min(self.plan.connect_timeout_s, limit_s),
+            read_s=min(read_s, left_s),
+            first_token_s=min(step.first_token_timeout_s, left_s),
+        )
+
+    def _timed_out(self, bound_s: float, left_s: float, *, by_step: bool) -> str:
+        """What a timed-out attempt missed: its step's bound, or the chain's deadline."""
+        if not by_step:
+            return f"no answer within the {max(left_s, 0):.2f} s left before the chain's deadline"
+        if self.streaming:
+            return f"no first token within the step's {seconds_text(bound_s)} s first-token timeout"
+        return f"no complete answer within the step's {seconds_text(bound_s)} s timeout"
 
     def record(
         self,

@@ -13,12 +13,14 @@ class StepPlan:
     provider: ProviderConfig
     model: str
     retries: int  # retries after the first attempt
-    timeout_s: float  # read timeout of one attempt
+    timeout_s: float  # bound of one whole non-streaming attempt: connect, first byte, body
     backoff_base_s: float
     price: Price | None = None  # None: unpriced
     context_window: int | None = None
     # What the model can do (the capability table); None: not listed, assume what the protocol can.
     capabilities: frozenset[str] | None = None
+    first_token_timeout_s: float = 15.0  # bound of one streaming attempt: connect to first token
+    idle_timeout_s: float = 30.0  # a stream after its first token: longest wait for the next event
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,8 +30,7 @@ class ChainPlan:
     backoff_cap_s: float = 8.0
     deadline_s: float = 60.0
     max_attempts: int = 6
-    connect_timeout_s: float = 5.0
-    first_token_timeout_s: float = 15.0
+    connect_timeout_s: float = 5.0  # the HTTP client's connect timeout, inside each attempt's bound
     max_retry_after_s: float = 30.0
     content_filter_fallback: bool = False
     validate_schema: bool = True  # a json_schema answer that breaks its schema is a bad_response
@@ -40,25 +41,40 @@ class ChainPlan:
 @dataclass(frozen=True, slots=True)
 class WorstCase:
     upstream_calls: int
-    seconds: float
+    seconds: float  # a non-streaming request: every attempt timing out at its step timeout
+    first_token_s: float  # a stream's first token: every attempt timing out at its first-token timeout
+    idle_s: float  # then the longest silence between a stream's events before it is cut
 
 
 def worst_case(plan: ChainPlan) -> WorstCase:
     """The most one request can cost: calls bounded by max_attempts, time by the deadline.
 
-    Time is every allowed attempt timing out plus the longest backoff before each retry,
-    plus one capped Retry-After wait, and never more than the overall deadline.
+    Time is every allowed attempt timing out at its bound (the step timeout, or for a stream
+    the first-token timeout; a connect is inside either) plus the longest backoff before each
+    retry, plus one capped Retry-After wait, and never more than the overall deadline.
     """
     calls = 0
-    seconds = 0.0
+    seconds = first_token_s = idle_s = 0.0
     for step in plan.steps:
         for retry in range(step.retries + 1):
             if calls >= plan.max_attempts:
                 break
-            if retry:
-                seconds += min(plan.backoff_cap_s, step.backoff_base_s * 2 ** (retry - 1))
-            seconds += plan.connect_timeout_s + step.timeout_s
+            backoff = min(plan.backoff_cap_s, step.backoff_base_s * 2 ** (retry - 1)) if retry else 0.0
+            seconds += backoff + step.timeout_s
+            first_token_s += backoff + step.first_token_timeout_s
+            idle_s = max(idle_s, step.idle_timeout_s)
             calls += 1
     if calls:
         seconds += plan.max_retry_after_s
-    return WorstCase(upstream_calls=calls, seconds=min(seconds, plan.deadline_s))
+        first_token_s += plan.max_retry_after_s
+    return WorstCase(
+        upstream_calls=calls,
+        seconds=min(seconds, plan.deadline_s),
+        first_token_s=min(first_token_s, plan.deadline_s),
+        idle_s=min(idle_s, plan.deadline_s),
+    )
+
+
+def seconds_text(value: float) -> str:
+    """A timeout as a person writes it: 2.0 -> "2.0", 0.25 -> "0.25"."""
+    return f"{value:.1f}" if value == round(value, 1) else f"{value:g}"

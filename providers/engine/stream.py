@@ -1,14 +1,14 @@
 """Streaming: fall back freely until the first token, never after it.
 
 The walk (fallback.Walk) treats "open the stream and wait for its first content chunk" as
-one attempt, so anything that goes wrong before the first token (an error, the
-first-token timeout, a stream that ends empty) is retried or falls back like a
-non-streaming failure. Nothing reaches the consumer before that first chunk.
+one attempt, bounded by the step's first-token timeout, so anything that goes wrong before
+the first token (an error, that timeout, a stream that ends empty) is retried or falls back
+like a non-streaming failure. Nothing reaches the consumer before that first chunk.
 
 After it, the stream belongs to the consumer:
 
-* A cut (ProviderError), any other error, or a stall (no chunk within the step's read
-  timeout, counted from when the consumer asks for the next chunk, so a slow consumer is
+* A cut (ProviderError), any other error, or a stall (no event within the step's idle
+  timeout, counted from when the consumer asks for the next event, so a slow consumer is
   not a stall) ends iteration with StreamInterrupted. The attempt is recorded as
   ``stream_interrupted`` and billed: the error's usage when the adapter gave one, else the
   usage events seen so far, with output tokens estimated at one token per four characters
@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from .clock import Clock
+from .plan import StepPlan, seconds_text
 from .results import SUCCESS, EngineResult, StreamInterrupted
 from .types import (
     ChatRequest,
@@ -53,7 +54,6 @@ if TYPE_CHECKING:
     from providers.adapters.base import Adapter
 
     from .fallback import Walk, Won
-    from .plan import StepPlan
 
 log = logging.getLogger("rana.engine")
 
@@ -70,21 +70,16 @@ class OpenedStream:
 async def open_stream(
     adapter: Adapter, request: ChatRequest, client: httpx.AsyncClient | None, clock: Clock
 ) -> OpenedStream:
-    """Start one upstream stream and wait for its first content chunk."""
+    """Start one upstream stream and wait for its first content chunk (the walk bounds the wait)."""
     t0 = clock.monotonic()
     upstream = adapter.stream(request, client)  # type: ignore[arg-type]
     head: list[StreamEvent] = []
     try:
-        async with asyncio.timeout(request.timeouts.first_token_s):
-            async for event in upstream:
-                head.append(event)
-                if event.content:
-                    return OpenedStream(upstream, head, (clock.monotonic() - t0) * 1000)
-    except TimeoutError:
-        await close_quietly(upstream)
-        limit = request.timeouts.first_token_s
-        raise ProviderError(FailureClass.TIMEOUT, f"no first token within {limit:.2f}s") from None
-    except BaseException:
+        async for event in upstream:
+            head.append(event)
+            if event.content:
+                return OpenedStream(upstream, head, (clock.monotonic() - t0) * 1000)
+    except BaseException:  # a timeout reaches here as a cancellation
         await close_quietly(upstream)
         raise
     raise ProviderError(FailureClass.BAD_RESPONSE, "stream ended before any content")
@@ -238,8 +233,8 @@ class EngineStream:
 
     async def _next_event(self, won: Won[OpenedStream], tally: StreamTally) -> StreamEvent | None:
         """The next upstream event, None at its end; raises StreamInterrupted on a cut or stall."""
-        step_limit = won.step.timeout_s
-        wait = min(step_limit, self._walk.remaining())
+        idle_s = won.step.idle_timeout_s
+        wait = min(idle_s, self._walk.remaining())
         try:
             if wait <= 0:
                 raise TimeoutError
@@ -250,7 +245,11 @@ class EngineStream:
         except ProviderError as error:
             failure = error
         except TimeoutError:
-            why = f"no chunk within {wait:.2f}s" if wait >= step_limit else "the request deadline passed"
+            why = (
+                f"no event within the step's {seconds_text(idle_s)} s idle timeout"
+                if wait >= idle_s
+                else "the request deadline passed"
+            )
             failure = ProviderError(FailureClass.TIMEOUT, f"stream stalled: {why}")
         except Exception as exc:
             log.exception("stream from %s raised an unexpected error", won.step.provider.kind)

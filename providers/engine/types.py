@@ -152,9 +152,11 @@ class ProviderConfig:
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
+    """What one call's HTTP client may wait; the engine bounds each attempt itself (fallback.py)."""
+
     connect_s: float = 5.0
-    read_s: float = 30.0
-    first_token_s: float = 15.0
+    read_s: float = 30.0  # longest wait for any one read or write
+    first_token_s: float = 15.0  # a stream's wait for its first token
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,17 +32,32 @@ class FallbackChain(models.Model):
     backoff_cap_s = models.FloatField(
         "backoff cap (s)", default=8.0, validators=[MinValueValidator(0), MaxValueValidator(300)]
     )
+    connect_timeout_s = models.FloatField(
+        "connect timeout (s)",
+        default=5.0,
+        validators=[MinValueValidator(0.1), MaxValueValidator(60)],
+        help_text="Longest wait to connect to a provider (part of each attempt's own timeout).",
+    )
     step_timeout_s = models.FloatField(
         "step timeout (s)",
         default=30.0,
         validators=[MinValueValidator(0.1), MaxValueValidator(600)],
-        help_text="Read timeout of one attempt (a step may override).",
+        help_text="Bound of one whole attempt without streaming: connect, first byte and body; "
+        "past it the attempt is a timeout, retried or passed to the next step (a step may override).",
     )
     first_token_timeout_s = models.FloatField(
         "first-token timeout (s)",
         default=15.0,
         validators=[MinValueValidator(0.1), MaxValueValidator(600)],
-        help_text="Streams: longest wait for the first token before falling back.",
+        help_text="Streams: longest wait for the first token, connect included, before retrying or "
+        "falling back (a step may override).",
+    )
+    idle_timeout_s = models.FloatField(
+        "idle timeout (s)",
+        default=30.0,
+        validators=[MinValueValidator(0.1), MaxValueValidator(600)],
+        help_text="Streams: longest wait for the next event after the first token; past it the "
+        "stream ends with an error, as a stream cut does (a step may override).",
     )
     max_retry_after_s = models.FloatField(
         "Retry-After cap (s)",
@@ -110,8 +125,10 @@ CHAIN_CONFIG_FIELDS = (
     "default_retries",
     "backoff_base_s",
     "backoff_cap_s",
+    "connect_timeout_s",
     "step_timeout_s",
     "first_token_timeout_s",
+    "idle_timeout_s",
     "max_retry_after_s",
     "deadline_s",
     "max_attempts",
@@ -120,6 +137,17 @@ CHAIN_CONFIG_FIELDS = (
     "daily_budget_usd",
     "monthly_budget_usd",
     "cache_ttl_s",
+)
+
+# The fields an operator configures on a step, besides its provider (admin inline, config as code).
+STEP_CONFIG_FIELDS = (
+    "model",
+    "enabled",
+    "retries",
+    "timeout_s",
+    "first_token_timeout_s",
+    "idle_timeout_s",
+    "delay_s",
 )
 
 
@@ -143,6 +171,20 @@ class ChainStep(models.Model):
         blank=True,
         validators=[MinValueValidator(0.1), MaxValueValidator(600)],
         help_text="Blank: the chain's.",
+    )
+    first_token_timeout_s = models.FloatField(
+        "first-token timeout (s)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.1), MaxValueValidator(600)],
+        help_text="Streams. Blank: the chain's.",
+    )
+    idle_timeout_s = models.FloatField(
+        "idle timeout (s)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.1), MaxValueValidator(600)],
+        help_text="Streams. Blank: the chain's.",
     )
     delay_s = models.FloatField(
         "backoff base (s)",

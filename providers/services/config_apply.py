@@ -268,8 +268,8 @@ class ImportRun:
                 ok = False
                 continue
             step = existing[j] if j < len(existing) else ChainStep(chain=chain if saved else None)
-            values = {"provider": provider, "position": j, "enabled": True, "retries": None}
-            values.update({"timeout_s": None, "delay_s": None, "model": ""})
+            values = {"provider": provider, "position": j, "enabled": True, "retries": None, "model": ""}
+            values.update(timeout_s=None, first_token_timeout_s=None, idle_timeout_s=None, delay_s=None)
             values.update({k: entry[k] for k in self.fields["steps"] if k in entry})
             changed = self._assign(step, values, where, exclude=() if saved else ("chain",))
             if changed is None:
@@ -281,8 +281,8 @@ class ImportRun:
         problem = chain_steps_problem(steps=drafts) if ok else None
         if problem:
             self._problem(path, problem)
-        if not ok or problem:
-            return None
+        if not ok or problem or not saved:
+            return None  # not saved: the chain itself is invalid, its steps were only checked
         for step in to_save:
             step.save()
         extra = existing[len(entries) :]

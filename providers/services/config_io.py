@@ -18,14 +18,14 @@ import yaml
 from django.db import transaction
 
 from providers.models import FallbackChain, ModelPrice, Provider
-from providers.models.chain import CHAIN_CONFIG_FIELDS
+from providers.models.chain import CHAIN_CONFIG_FIELDS, STEP_CONFIG_FIELDS
 
 from .config_apply import ImportRun
 
 CONFIG_VERSION = 1
 PROVIDER_FIELDS = ("name", "kind", "base_url", "enabled", "options")
 CHAIN_FIELDS = CHAIN_CONFIG_FIELDS
-STEP_FIELDS = ("model", "enabled", "retries", "timeout_s", "delay_s")
+STEP_FIELDS = STEP_CONFIG_FIELDS
 PRICE_FIELDS = (
     "provider_kind",
     "model",

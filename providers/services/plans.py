@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import TypeVar
 
 from django.utils import timezone
 
 from providers.engine.plan import ChainPlan, StepPlan, WorstCase, worst_case
 from providers.engine.types import Price, ProviderConfig
 from providers.models import ChainStep, FallbackChain, ModelCapability, ModelPrice, Provider
+
+T = TypeVar("T")
 
 
 def provider_config(provider: Provider) -> ProviderConfig:
@@ -69,14 +72,21 @@ def _step_plan(chain: FallbackChain, step: ChainStep, *, with_keys: bool) -> Ste
         position=step.position,
         provider=config,
         model=step.model,
-        retries=chain.default_retries if step.retries is None else step.retries,
-        timeout_s=chain.step_timeout_s if step.timeout_s is None else step.timeout_s,
-        backoff_base_s=chain.backoff_base_s if step.delay_s is None else step.delay_s,
+        retries=_own_or_chain(step.retries, chain.default_retries),
+        timeout_s=_own_or_chain(step.timeout_s, chain.step_timeout_s),
+        backoff_base_s=_own_or_chain(step.delay_s, chain.backoff_base_s),
         price=_price(price_row),
         context_window=(price_row.context_window if price_row else None)
         or (capability.context_window if capability else None),
         capabilities=capability.capabilities if capability else None,
+        first_token_timeout_s=_own_or_chain(step.first_token_timeout_s, chain.first_token_timeout_s),
+        idle_timeout_s=_own_or_chain(step.idle_timeout_s, chain.idle_timeout_s),
     )
+
+
+def _own_or_chain(own: T | None, chain_default: T) -> T:
+    """A step's own setting, or the chain's when the step leaves it blank."""
+    return chain_default if own is None else own
 
 
 def chain_plan_build(
@@ -96,7 +106,7 @@ def chain_plan_build(
         backoff_cap_s=chain.backoff_cap_s,
         deadline_s=chain.deadline_s,
         max_attempts=chain.max_attempts,
-        first_token_timeout_s=chain.first_token_timeout_s,
+        connect_timeout_s=chain.connect_timeout_s,
         max_retry_after_s=chain.max_retry_after_s,
         content_filter_fallback=chain.content_filter_policy == "fallback",
         validate_schema=chain.validate_schema,

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from providers import secrets
 from providers.models import Attempt, ChainStep, Completion, FallbackChain, Provider, ProviderKind
-from providers.services.plans import chain_worst_case
+from providers.services.plans import chain_plan_build, chain_worst_case
 from tests.providers import conftest_admin
 from tests.providers.conftest_admin import chain_form_data
 
@@ -214,6 +214,75 @@ def test_chain_page_shows_the_worst_case(admin_client, three_step_chain):
     text = html.content.decode()
     assert f"{case.upstream_calls} upstream calls" in text
     assert f"up to {case.seconds:.1f} s before the caller gets an answer" in text
+
+
+def test_chain_page_shows_the_stream_worst_case_from_the_timeouts_of_each_step(
+    admin_client, three_step_chain
+):
+    FallbackChain.objects.filter(pk=three_step_chain.pk).update(
+        default_retries=0, max_retry_after_s=0, deadline_s=600, first_token_timeout_s=2, idle_timeout_s=3
+    )
+    ChainStep.objects.filter(chain=three_step_chain, position=0).update(
+        first_token_timeout_s=1, idle_timeout_s=9
+    )
+    html = admin_client.get(reverse("admin:providers_fallbackchain_change", args=[three_step_chain.pk]))
+    text = html.content.decode()
+    assert "up to 5.0 s before its first token" in text  # 1 + 2 + 2
+    assert "at most 9.0 s of silence between events" in text
+
+
+def test_chain_timeouts_and_step_overrides_are_saved_from_the_admin(admin_client, sim_providers):
+    steps = [
+        {"provider": sim_providers[0].pk, "model": "m", "enabled": True}
+        | {"timeout_s": "4", "first_token_timeout_s": "2.5", "idle_timeout_s": "6"},
+        {"provider": sim_providers[1].pk, "model": "m", "enabled": True},
+    ]
+    data = chain_form_data("Timed", "timed", steps)
+    data.update(connect_timeout_s="3", step_timeout_s="20", first_token_timeout_s="7", idle_timeout_s="12")
+    response = admin_client.post(reverse("admin:providers_fallbackchain_add"), data)
+    assert response.status_code == 302, response.content.decode()
+    chain = FallbackChain.objects.get(slug="timed")
+    assert (chain.connect_timeout_s, chain.step_timeout_s) == (3, 20)
+    assert (chain.first_token_timeout_s, chain.idle_timeout_s) == (7, 12)
+    own, blank = chain.steps.order_by("position")
+    assert (own.timeout_s, own.first_token_timeout_s, own.idle_timeout_s) == (4, 2.5, 6)
+    assert (blank.timeout_s, blank.first_token_timeout_s, blank.idle_timeout_s) == (None, None, None)
+    plan = chain_plan_build(chain=chain, with_keys=False)  # what the engine gets: blank is the chain's
+    assert plan.connect_timeout_s == 3
+    assert [(s.timeout_s, s.first_token_timeout_s, s.idle_timeout_s) for s in plan.steps] == [
+        (4, 2.5, 6),
+        (20, 7, 12),
+    ]
+    add_page = admin_client.get(reverse("admin:providers_fallbackchain_add")).content.decode()
+    for name in (
+        "connect_timeout_s",
+        "idle_timeout_s",
+        "steps-0-first_token_timeout_s",
+        "steps-0-idle_timeout_s",
+    ):
+        assert f'name="{name}"' in add_page
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("connect_timeout_s", "0"),
+        ("connect_timeout_s", "61"),
+        ("idle_timeout_s", "-1"),
+        ("idle_timeout_s", "601"),
+        ("steps-0-first_token_timeout_s", "0"),
+        ("steps-0-idle_timeout_s", "601"),
+    ],
+)
+def test_timeouts_out_of_range_are_refused(admin_client, sim_providers, field, value):
+    data = chain_form_data(
+        "Timed", "timed", [{"provider": sim_providers[0].pk, "model": "m", "enabled": True}]
+    )
+    data[field] = value
+    response = admin_client.post(reverse("admin:providers_fallbackchain_add"), data)
+    assert response.status_code == 200
+    assert "Ensure this value is" in response.content.decode()
+    assert not FallbackChain.objects.filter(slug="timed").exists()
 
 
 def test_chain_page_says_when_no_step_is_usable(admin_client, three_step_chain):

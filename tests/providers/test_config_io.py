@@ -53,9 +53,22 @@ def configured(monkeypatch, provider_key) -> None:
         effective_from=dt.date(2025, 8, 7),
     )
     main = FallbackChain.objects.create(
-        name="Main", slug="main", is_default=True, daily_budget_usd=Decimal("12.5")
+        name="Main",
+        slug="main",
+        is_default=True,
+        daily_budget_usd=Decimal("12.5"),
+        connect_timeout_s=2.5,
+        idle_timeout_s=20,
     )
-    ChainStep.objects.create(chain=main, position=0, provider=local, model="llama3", timeout_s=4.5)
+    ChainStep.objects.create(
+        chain=main,
+        position=0,
+        provider=local,
+        model="llama3",
+        timeout_s=4.5,
+        first_token_timeout_s=3,
+        idle_timeout_s=7.5,
+    )
     ChainStep.objects.create(chain=main, position=1, provider=sim, model="sim-small", retries=0)
     other = FallbackChain.objects.create(name="Other", slug="other", cache_ttl_s=60)
     ChainStep.objects.create(chain=other, position=0, provider=sim, model="sim-small", enabled=True)
@@ -81,6 +94,24 @@ def test_export_import_export_round_trips_without_changing_anything(configured):
     assert report.unchanged == {"providers": 3, "prices": 2, "chains": 2}
     assert config_export() == first
     assert snapshot() == before
+
+
+def test_timeouts_travel_in_the_file_and_a_step_without_its_own_takes_the_chains(configured):
+    text = config_export()
+    for line in ("connect_timeout_s: 2.5", "idle_timeout_s: 20.0", "first_token_timeout_s: 3.0"):
+        assert line in text
+    FallbackChain.objects.filter(slug="main").update(connect_timeout_s=9, idle_timeout_s=9)
+    ChainStep.objects.filter(model="llama3").update(first_token_timeout_s=None, idle_timeout_s=1)
+    assert config_import(text=text, filename="rana.yaml").updated["chains"] == 1
+    main = FallbackChain.objects.get(slug="main")
+    assert (main.connect_timeout_s, main.idle_timeout_s) == (2.5, 20)
+    step = main.steps.get(model="llama3")
+    assert (step.timeout_s, step.first_token_timeout_s, step.idle_timeout_s) == (4.5, 3, 7.5)
+    bare = text.replace("    first_token_timeout_s: 3.0\n    idle_timeout_s: 7.5\n", "")
+    assert bare != text
+    config_import(text=bare, filename="rana.yaml")
+    step.refresh_from_db()
+    assert (step.first_token_timeout_s, step.idle_timeout_s) == (None, None)
 
 
 def test_export_never_holds_a_key_only_its_env_source(configured, provider_key):
@@ -178,6 +209,18 @@ BAD_FILES = [
         + "prices:\n  - {provider_kind: openai, model: m, effective_from: soon, input_per_mtok: 1}\n",
         "conf.yaml: prices[0].effective_from: expected a date",
         id="bad-date",
+    ),
+    pytest.param(
+        VALID_HEAD
+        + "chains:\n  - {name: A, slug: a, connect_timeout_s: 0, steps: [{provider: fresh, model: m}]}\n",
+        "conf.yaml: chains[0].connect_timeout_s: Ensure this value is greater than or equal to 0.1.",
+        id="connect-timeout-zero",
+    ),
+    pytest.param(
+        VALID_HEAD
+        + "chains:\n  - {name: A, slug: a, steps: [{provider: fresh, model: m, idle_timeout_s: 601}]}\n",
+        "conf.yaml: chains[0].steps[0].idle_timeout_s: Ensure this value is less than or equal to 600.",
+        id="step-idle-timeout-too-long",
     ),
     pytest.param(
         VALID_HEAD + "  - {name: typo, kind: simulated, enabeld: true}\n",

@@ -217,10 +217,9 @@ async def test_an_adapter_that_breaks_its_contract_counts_as_a_bad_response(fake
 async def test_requests_carry_the_step_timeouts_capped_by_the_deadline(fake, clock):
     fake.script("a", "m", Takes(7, fail(F.SERVER_ERROR)), ok())
     plan = chain(
-        step(0, "a", retries=1, timeout_s=20, backoff_base_s=0),
+        step(0, "a", retries=1, timeout_s=20, backoff_base_s=0, first_token_timeout_s=4),
         deadline_s=10,
         connect_timeout_s=5,
-        first_token_timeout_s=4,
     )
     await run(plan, MESSAGES, PARAMS, make_deps(fake))
     first, second = (r.timeouts for r in fake.requests)

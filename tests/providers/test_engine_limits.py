@@ -1,4 +1,4 @@
-"""Hard limits: attempts, the deadline, and full-jitter backoff."""
+"""Hard limits: attempts, the step timeout, the deadline, and full-jitter backoff."""
 
 from __future__ import annotations
 
@@ -122,6 +122,57 @@ async def test_the_deadline_holds_even_when_an_adapter_ignores_its_timeouts():
     assert caught.value.deadline_exceeded
     assert outcomes(caught.value.attempts) == [(0, 0, "timeout")]
     assert caught.value.attempts[0].latency_ms >= 40
+
+
+async def test_the_step_timeout_bounds_the_whole_attempt_and_the_next_step_answers():
+    fake = ScriptedAdapter(FakeClock())
+    fake.script("a", "m", Hang(30))  # like a drip of bytes: no read timeout ever fires
+    fake.script("b", "m", ok("from b"))
+    plan = chain(step(0, "a", timeout_s=0.05), step(1, "b"), deadline_s=60)
+    started = time.monotonic()
+    result = await run(plan, MESSAGES, PARAMS, make_deps(fake))
+    assert time.monotonic() - started < 1.0
+    assert outcomes(result.attempts) == [(0, 0, "timeout"), (1, 0, "success")]
+    assert result.attempts[0].error_message == "no complete answer within the step's 0.05 s timeout"
+    assert result.response.text == "from b"
+
+
+async def test_a_step_timeout_is_retried_like_any_timeout():
+    clock = FakeClock()
+    fake = ScriptedAdapter(clock)
+    fake.script("a", "m", Hang(30), ok("second try"))
+    plan = chain(step(0, "a", retries=1, timeout_s=0.05, backoff_base_s=0.5), deadline_s=60)
+    result = await run(plan, MESSAGES, PARAMS, make_deps(fake))
+    assert outcomes(result.attempts) == [(0, 0, "timeout"), (0, 1, "success")]
+    assert len(clock.sleeps) == 1  # one backoff before the retry
+
+
+async def test_an_attempt_past_what_the_deadline_leaves_says_the_deadline_cut_it():
+    clock = FakeClock()
+    fake = ScriptedAdapter(clock)
+    fake.script("a", "m", Takes(9.95, fail(F.SERVER_ERROR)), Hang(30))
+    plan = chain(step(0, "a", retries=1, timeout_s=20, backoff_base_s=0), deadline_s=10)
+    with pytest.raises(AllProvidersFailed) as caught:
+        await run(plan, MESSAGES, PARAMS, make_deps(fake))
+    assert outcomes(caught.value.attempts) == [(0, 0, "server_error"), (0, 1, "timeout")]
+    assert (
+        caught.value.attempts[1].error_message
+        == "no answer within the 0.05 s left before the chain's deadline"
+    )
+    assert fake.requests[1].timeouts.read_s == pytest.approx(0.05)
+
+
+def test_worst_case_counts_each_attempt_at_its_own_bound():
+    a = step(0, "a", retries=1, timeout_s=2, backoff_base_s=0.5, first_token_timeout_s=1, idle_timeout_s=3)
+    b = step(1, "b", timeout_s=4, first_token_timeout_s=2, idle_timeout_s=5)
+    plan = chain(a, b, connect_timeout_s=5, max_retry_after_s=1, deadline_s=60)
+    case = worst_case(plan)
+    assert case.upstream_calls == 3
+    assert case.seconds == 2 + (0.5 + 2) + 4 + 1  # the connect is inside each step timeout
+    assert case.first_token_s == 1 + (0.5 + 1) + 2 + 1
+    assert case.idle_s == 5
+    capped = worst_case(chain(a, b, max_retry_after_s=1, deadline_s=4))
+    assert (capped.seconds, capped.first_token_s, capped.idle_s) == (4, 4, 4)
 
 
 async def test_retries_sleep_full_jitter_drawn_from_the_injected_rng():

@@ -75,11 +75,12 @@ async def test_a_stream_that_ends_before_any_content_is_a_retried_bad_response(f
 async def test_first_token_timeout_falls_back_and_closes_the_slow_stream(fake):
     fake.script("a", "m", [Stall(30), "too late"])
     fake.script("b", "m", ["fast"])
-    plan = chain(step(0, "a"), step(1, "b"), first_token_timeout_s=0.02)
+    plan = chain(step(0, "a", first_token_timeout_s=0.02), step(1, "b"))
     stream = run_stream(plan, MESSAGES, PARAMS, make_deps(fake))
     assert await collect(stream) == ["fast"]
     assert outcomes(stream.attempts) == [(0, 0, "timeout"), (1, 0, "success")]
-    assert "no first token" in stream.attempts[0].error_message
+    message = "no first token within the step's 0.02 s first-token timeout"
+    assert stream.attempts[0].error_message == message
     assert fake.streams_closed == 2
 
 
@@ -113,17 +114,40 @@ async def test_an_interrupted_stream_bills_the_usage_the_adapter_reported(fake):
 
 async def test_a_stall_after_the_first_token_interrupts_the_stream(fake):
     fake.script("a", "m", ["Hel", Stall(30), "lo"])
-    stream = run_stream(chain(step(0, "a", timeout_s=0.02), step(1, "b")), MESSAGES, PARAMS, make_deps(fake))
+    plan = chain(step(0, "a", idle_timeout_s=0.02), step(1, "b"))
+    stream = run_stream(plan, MESSAGES, PARAMS, make_deps(fake))
     with pytest.raises(StreamInterrupted) as caught:
         await collect(stream)
     assert outcomes(caught.value.attempts) == [(0, 0, "stream_interrupted")]
-    assert "stalled" in caught.value.attempts[0].error_message
+    message = caught.value.attempts[0].error_message
+    assert message.startswith("stream stalled: no event within the step's 0.02 s idle timeout")
     assert fake.streams_closed == 1
+
+
+async def test_a_stream_outlives_its_step_timeout_while_events_keep_coming(fake):
+    fake.script("a", "m", ["one", Stall(0.05), "two", Stall(0.05), "three"])
+    plan = chain(step(0, "a", timeout_s=0.02, first_token_timeout_s=1, idle_timeout_s=1))
+    stream = run_stream(plan, MESSAGES, PARAMS, make_deps(fake))
+    assert await collect(stream) == ["one", "two", "three"]
+    assert outcomes(stream.attempts) == [(0, 0, "success")]
+
+
+async def test_stream_requests_read_as_long_as_the_longer_of_first_token_and_idle(fake):
+    fake.script("a", "m", ["ok"])
+    plan = chain(
+        step(0, "a", timeout_s=2, first_token_timeout_s=4, idle_timeout_s=12),
+        connect_timeout_s=5,
+        deadline_s=10,
+    )
+    await collect(run_stream(plan, MESSAGES, PARAMS, make_deps(fake)))
+    timeouts = fake.requests[0].timeouts
+    assert (timeouts.connect_s, timeouts.read_s, timeouts.first_token_s) == (4, 10, 4)
 
 
 async def test_a_stream_still_running_at_the_deadline_is_interrupted(fake):
     fake.script("a", "m", ["early", Takes(11, "late"), "too late"])
-    stream = run_stream(chain(step(0, "a", timeout_s=30), deadline_s=10), MESSAGES, PARAMS, make_deps(fake))
+    plan = chain(step(0, "a", idle_timeout_s=30), deadline_s=10)
+    stream = run_stream(plan, MESSAGES, PARAMS, make_deps(fake))
     received = []
     with pytest.raises(StreamInterrupted) as caught:
         async for event in stream:
@@ -160,7 +184,7 @@ async def test_aclose_before_iterating_records_nothing(fake):
 
 async def test_cancelling_the_consumer_mid_stream_records_cancelled(fake):
     fake.script("a", "m", ["one", Stall(30), "two"])
-    stream = run_stream(chain(step(0, "a", timeout_s=60)), MESSAGES, PARAMS, make_deps(fake))
+    stream = run_stream(chain(step(0, "a", idle_timeout_s=60)), MESSAGES, PARAMS, make_deps(fake))
     first = asyncio.Event()
 
     async def consume():
