@@ -1,4 +1,4 @@
-"""The admin: providers (write-only keys), prices, chains (drag-and-drop steps), the ledger."""
+"""The admin: providers (write-only keys), prices, chains (drag-and-drop steps, what-if), the ledger."""
 
 from __future__ import annotations
 
@@ -7,11 +7,20 @@ from typing import Any
 
 from adminsortable2.admin import SortableAdminBase, SortableTabularInline
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, QuerySet
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse
 from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 
-from providers.admin_forms import ChainStepForm, ChainStepFormSet, FallbackChainAdminForm, ProviderAdminForm
+from providers.admin_forms import (
+    ChainStepForm,
+    ChainStepFormSet,
+    FallbackChainAdminForm,
+    ProviderAdminForm,
+    WhatIfForm,
+)
 from providers.models import (
     Attempt,
     CapabilitySource,
@@ -23,9 +32,10 @@ from providers.models import (
     Provider,
 )
 from providers.models.chain import STEP_CONFIG_FIELDS
-from providers.selectors import chains_without_usable_step, completion_timeline
+from providers.selectors import chain_usable_steps, chains_without_usable_step, completion_timeline
 from providers.services.chain_rules import chain_default_claim, chain_steps_renumber
-from providers.services.plans import chain_worst_case
+from providers.services.plans import chain_what_if, chain_worst_case, what_if_usage
+from providers.services.routing import usd
 
 admin.site.site_header = "RANA administration"
 admin.site.site_title = "RANA admin"
@@ -153,6 +163,7 @@ class FallbackChainAdmin(SortableAdminBase, admin.ModelAdmin):
     readonly_fields = ["worst_case"]
     fieldsets = [
         (None, {"fields": ["name", "slug", "description", "is_default", "worst_case"]}),
+        ("Order of steps", {"fields": ["strategy"]}),
         (
             "Retries and time limits",
             {
@@ -202,6 +213,59 @@ class FallbackChainAdmin(SortableAdminBase, admin.ModelAdmin):
             f"before it is cut. The overall deadline is {obj.deadline_s:g} s."
         )
 
+    def get_urls(self) -> list:
+        what_if = path(
+            "<path:object_id>/what-if/",
+            self.admin_site.admin_view(self.what_if_view),
+            name="providers_fallbackchain_what_if",
+        )
+        return [what_if, *super().get_urls()]
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
+    ) -> HttpResponse:
+        chain = self.get_object(request, object_id)
+        if chain is not None:
+            usage = what_if_usage()
+            initial = {"prompt_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}
+            extra_context = {
+                **(extra_context or {}),
+                "what_if_form": WhatIfForm(initial=initial, providers=_chain_providers(chain)),
+                "what_if_url": reverse("admin:providers_fallbackchain_what_if", args=[chain.pk]),
+            }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def what_if_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The order of attempts, worst-case time and cost with the chosen providers down."""
+        chain = self.get_object(request, object_id)
+        if chain is None:
+            raise Http404("No such chain.")
+        if not self.has_view_or_change_permission(request, chain):
+            raise PermissionDenied
+        usage = what_if_usage()
+        data = request.GET.copy()
+        data.setdefault("prompt_tokens", str(usage.input_tokens))
+        data.setdefault("output_tokens", str(usage.output_tokens))
+        form = WhatIfForm(data, providers=_chain_providers(chain))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": chain,
+            "title": f"What if: {chain}",
+            "form": form,
+        }
+        if form.is_valid():
+            found = chain_what_if(
+                chain=chain,
+                down=set(form.cleaned_data["down"]),
+                usage=what_if_usage(
+                    prompt_tokens=form.cleaned_data["prompt_tokens"],
+                    output_tokens=form.cleaned_data["output_tokens"],
+                ),
+            )
+            context.update(what_if=found, case=found.case, cost=usd(found.case.cost_usd))
+        return TemplateResponse(request, "admin/providers/fallbackchain/what_if.html", context)
+
     def save_model(self, request: HttpRequest, obj: FallbackChain, form: Any, change: bool) -> None:
         if obj.is_default:
             for name in chain_default_claim(chain=obj):
@@ -211,6 +275,12 @@ class FallbackChainAdmin(SortableAdminBase, admin.ModelAdmin):
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)
         chain_steps_renumber(chain=form.instance)
+
+
+def _chain_providers(chain: FallbackChain) -> list[Provider]:
+    """The providers of the chain's usable steps, each once, in step order."""
+    steps = chain_usable_steps(chain_ids=[chain.pk]).get(chain.pk, [])
+    return list({step.provider_id: step.provider for step in steps}.values())
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

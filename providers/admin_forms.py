@@ -1,4 +1,4 @@
-"""Admin forms: the write-only provider key and the chain step rules."""
+"""Admin forms: the write-only provider key, the chain step rules and a chain's what-if."""
 
 from __future__ import annotations
 
@@ -106,3 +106,21 @@ class ChainStepFormSet(CustomInlineFormSet):
         problem = chain_steps_problem(steps=drafts)
         if problem:
             raise ValidationError(problem)
+
+
+class WhatIfForm(forms.Form):
+    """A chain's what-if: providers to treat as down, and the request the costs are for."""
+
+    down = forms.TypedMultipleChoiceField(
+        label="Treat as down",
+        coerce=int,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Their steps are skipped without a call, as when their circuit is open.",
+    )
+    prompt_tokens = forms.IntegerField(label="Prompt tokens", min_value=0, max_value=10_000_000)
+    output_tokens = forms.IntegerField(label="Output tokens", min_value=0, max_value=10_000_000)
+
+    def __init__(self, *args: Any, providers: list[Provider], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["down"].choices = [(p.pk, p.name) for p in providers]

@@ -13,6 +13,7 @@ from providers.engine.results import (
     RetryLater,
     StreamInterrupted,
 )
+from providers.engine.routing import Route, RouteStep
 from providers.engine.types import FailureClass, Price, StreamEvent, ToolCall, ToolCallDelta, Usage
 from providers.services.budget import BudgetExceeded
 from providers.services.chains import ChainNotFound, LoadedChain, NoUsableStep
@@ -38,6 +39,8 @@ __all__ = [
     "NoUsableStep",
     "Price",
     "RetryLater",
+    "Route",
+    "RouteStep",
     "StepOutOfRange",
     "StreamEvent",
     "StreamInterrupted",

@@ -112,6 +112,7 @@ def engine_failure(exc: EngineError, chain: str) -> ApiError:
         fallback=False,
         attempts=exc.attempts,
         cost_usd=exc.cost_usd,
+        route=getattr(exc, "route", None),
     )
     headers = [h for h in rana_headers(meta) if h[0] not in ("x-rana-provider", "x-rana-model")]
     message = redact(str(exc))

@@ -12,7 +12,7 @@ import orjson
 from django.urls import reverse
 
 from providers.services import redact
-from providers.types import NO_CALL_OUTCOMES, AttemptRecord, CompletionResult, Usage
+from providers.types import NO_CALL_OUTCOMES, AttemptRecord, CompletionResult, Route, Usage
 
 
 def money(value: Decimal | None) -> str:
@@ -65,7 +65,11 @@ def rana_meta(
     cost_usd: Decimal | None,
     unpriced: bool = False,
     cache_hit: bool = False,
+    route: Route | None = None,
 ) -> dict[str, Any]:
+    """What happened: who answered, every attempt, and the order of the steps (the chain's
+    strategy, the steps in the order they were to be tried, and why)."""
+    order = route.as_dict() if route is not None else {"strategy": None, "order": [], "why": None}
     return {
         "request_id": str(request_id) if request_id else None,
         "chain": chain,
@@ -77,6 +81,7 @@ def rana_meta(
         "unpriced": unpriced,
         "cache_hit": cache_hit,
         "attempts": [attempt_json(a) for a in attempts],
+        **order,
         "timeline_url": timeline_url(request_id),
     }
 
@@ -92,6 +97,7 @@ def result_meta(result: CompletionResult) -> dict[str, Any]:
         cost_usd=result.cost_usd,
         unpriced=result.unpriced,
         cache_hit=result.cache_hit,
+        route=result.route,
     )
 
 

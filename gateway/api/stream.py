@@ -112,6 +112,7 @@ def stream_headers(completion: CompletionStream) -> list[tuple[str, str]]:
         attempts=attempts,
         cost_usd=completion.cost_so_far,
         cache_hit=completion.cache_hit,
+        route=completion.route,
     )
     meta["attempt_count"] += 1 if step is not None else 0  # the call being relayed
     return [

@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
-from .plan import StepPlan
 from .results import AttemptRecord
 from .types import Price, ProviderError, Usage
+
+if TYPE_CHECKING:  # plan.py prices its worst case with attempt_cost
+    from .plan import StepPlan
 
 PER_MILLION = Decimal(1_000_000)
 

@@ -1,5 +1,5 @@
 from .capability import CAPABILITY_FIELDS, CapabilitySource, ModelCapability
-from .chain import ChainStep, ContentFilterPolicy, FallbackChain
+from .chain import ChainStep, ChainStrategy, ContentFilterPolicy, FallbackChain
 from .ledger import Attempt, Completion, CompletionOutcome, JournalCursor, Source
 from .price import ModelPrice
 from .provider import Provider, ProviderKind
@@ -9,6 +9,7 @@ __all__ = [
     "Attempt",
     "CapabilitySource",
     "ChainStep",
+    "ChainStrategy",
     "Completion",
     "CompletionOutcome",
     "ContentFilterPolicy",

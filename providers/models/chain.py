@@ -1,4 +1,5 @@
-"""Fallback chains: the ordered steps a request walks, and the limits that bound it."""
+"""Fallback chains: the ordered steps a request walks, the order it tries them in, and the limits
+that bound it."""
 
 from __future__ import annotations
 
@@ -14,6 +15,17 @@ from .provider import Provider
 class ContentFilterPolicy(models.TextChoices):
     STOP = "stop", "Stop: return the refusal"
     FALLBACK = "fallback", "Fall back to the next step"
+
+
+class ChainStrategy(models.TextChoices):
+    """The order a request tries the steps in, chosen per request before the walk
+    (providers.services.routing). Steps a strategy has no figure for keep their places."""
+
+    ORDERED = "ordered", "Ordered: the configured order"
+    WEIGHTED = "weighted", "Weighted: one step drawn first by weight, the rest in order"
+    LOWEST_LATENCY = "lowest_latency", "Lowest latency first (recent p50)"
+    CHEAPEST_FIRST = "cheapest_first", "Cheapest first (estimated cost of the request)"
+    HEALTHIEST_FIRST = "healthiest_first", "Healthiest first (health score)"
 
 
 class FallbackChain(models.Model):
@@ -79,6 +91,15 @@ class FallbackChain(models.Model):
     content_filter_policy = models.CharField(
         max_length=16, choices=ContentFilterPolicy.choices, default=ContentFilterPolicy.STOP
     )
+    strategy = models.CharField(
+        "order of steps",
+        max_length=24,
+        choices=ChainStrategy.choices,
+        default=ChainStrategy.ORDERED,
+        db_default=ChainStrategy.ORDERED,
+        help_text="Per request, before the first call. Steps with no figure (no price, no recent "
+        "calls) keep their places; ties keep the configured order.",
+    )
     daily_budget_usd = models.DecimalField(
         max_digits=12, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(Decimal(0))]
     )
@@ -133,6 +154,7 @@ CHAIN_CONFIG_FIELDS = (
     "deadline_s",
     "max_attempts",
     "content_filter_policy",
+    "strategy",
     "validate_schema",
     "daily_budget_usd",
     "monthly_budget_usd",
@@ -148,6 +170,7 @@ STEP_CONFIG_FIELDS = (
     "first_token_timeout_s",
     "idle_timeout_s",
     "delay_s",
+    "weight",
 )
 
 
@@ -192,6 +215,13 @@ class ChainStep(models.Model):
         blank=True,
         validators=[MinValueValidator(0), MaxValueValidator(60)],
         help_text="Blank: the chain's.",
+    )
+    weight = models.PositiveSmallIntegerField(
+        default=1,
+        db_default=1,
+        validators=[MaxValueValidator(1000)],
+        help_text="Weighted chains: this step is tried first for weight / total of the requests "
+        "(0: never first, still a fallback).",
     )
 
     class Meta:

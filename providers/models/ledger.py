@@ -102,6 +102,9 @@ class Completion(models.Model):
     represents = models.PositiveIntegerField(
         default=1, db_default=1, help_text="How many requests this row stands for (sampled refusals)."
     )
+    # The order the steps were to be tried in and why: {"strategy", "order": [{"step",
+    # "provider", "model"}], "why"} (providers.engine.routing.Route.as_dict). Null: not recorded.
+    route = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

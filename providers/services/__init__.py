@@ -9,6 +9,8 @@ of this package are the hub's insides.
 from providers.redaction import redact
 from providers.services.completions import complete, complete_sync
 from providers.services.faults import FAULT_CHOICES, STREAM_CUT, FaultSpec
+from providers.services.health import WINDOW_S as HEALTH_WINDOW_S
+from providers.services.health import ProviderHealth, health_recent, provider_health
 from providers.services.image_parts import MEDIA_TYPES as IMAGE_MEDIA_TYPES
 from providers.services.image_parts import sniff_media_type
 from providers.services.inputs import messages_normalise, params_normalise
@@ -32,6 +34,7 @@ __all__ = [
     "ATTEMPT_FIELDS",
     "COMPLETION_FIELDS",
     "FAULT_CHOICES",
+    "HEALTH_WINDOW_S",
     "IMAGE_MEDIA_TYPES",
     "STREAM_CUT",
     "ActivityWindow",
@@ -39,10 +42,12 @@ __all__ = [
     "Caller",
     "FaultSpec",
     "Incident",
+    "ProviderHealth",
     "SimRequest",
     "complete",
     "complete_sync",
     "completion_timeline_await",
+    "health_recent",
     "ledger_await",
     "ledger_batch",
     "ledger_flush",
@@ -51,6 +56,7 @@ __all__ = [
     "messages_normalise",
     "params_normalise",
     "prices_load",
+    "provider_health",
     "redact",
     "service_shutdown",
     "service_start",

@@ -15,8 +15,9 @@ chain's deadline plus HOLD_GRACE_S): a process that dies mid-request cannot keep
 The estimate is an upper bound taken from the request: prompt tokens at ~4 characters a
 token (messages, tool calls, tool definitions and the response format's schema, 4 tokens per
 message and IMAGE_TOKENS per image on top), plus max_tokens or, without it,
-RANA_BUDGET_DEFAULT_OUTPUT_TOKENS, every input token at the full input price of the chain's
-first step. A first step without a price holds nothing (the request is still checked). It
+RANA_BUDGET_DEFAULT_OUTPUT_TOKENS (request_tokens), every input token at the full input price
+of the first step the request will try (the chain's strategy orders the steps before this).
+A first step without a price holds nothing (the request is still checked). It
 can fall short when a fallback step is dearer, retries are billed, a provider adds a thinking
 budget on top of max_tokens or a tokenizer packs fewer characters per token.
 
@@ -37,13 +38,13 @@ from django.db import close_old_connections
 from django.db.models import Sum
 from django.utils import timezone
 
+from providers.engine.cost import attempt_cost
 from providers.engine.plan import ChainPlan
-from providers.engine.types import ChatParams, ImagePart, Message
+from providers.engine.types import ChatParams, ImagePart, Message, Usage
 from providers.models import Completion
 from providers.services.budget_store import Line, store
 
 NANO = Decimal(1_000_000_000)
-PER_MILLION = Decimal(1_000_000)
 CHARS_PER_TOKEN = 4
 MESSAGE_TOKENS = 4  # role and separators, per message
 IMAGE_TOKENS = 1600  # about what the providers bill for one large image
@@ -249,11 +250,9 @@ def _json_chars(value) -> int:
     return len(json.dumps(value, default=str, separators=(",", ":"))) if value else 0
 
 
-def budget_estimate(plan: ChainPlan, messages: tuple[Message, ...], params: ChatParams) -> Decimal:
-    """The most the request should cost, priced with the first step's price (see above)."""
-    price = plan.steps[0].price if plan.steps else None
-    if price is None:
-        return Decimal(0)
+def request_tokens(messages: tuple[Message, ...], params: ChatParams) -> Usage:
+    """The most tokens the request should use (see above): what budgets hold and the
+    cheapest_first strategy prices each step with."""
     chars = _json_chars(params.tools) + _json_chars(params.response_format)
     images = 0
     for message in messages:
@@ -261,4 +260,13 @@ def budget_estimate(plan: ChainPlan, messages: tuple[Message, ...], params: Chat
         images += sum(1 for part in message.parts if isinstance(part, ImagePart))
     prompt = -(-chars // CHARS_PER_TOKEN) + MESSAGE_TOKENS * len(messages) + IMAGE_TOKENS * images
     output = params.max_tokens or settings.RANA_BUDGET_DEFAULT_OUTPUT_TOKENS
-    return (prompt * price.input_per_mtok + output * price.output_per_mtok) / PER_MILLION
+    return Usage(input_tokens=prompt, output_tokens=output)
+
+
+def budget_estimate(plan: ChainPlan, messages: tuple[Message, ...], params: ChatParams) -> Decimal:
+    """The most the request should cost, priced with the first step's price (see above)."""
+    price = plan.steps[0].price if plan.steps else None
+    if price is None:
+        return Decimal(0)
+    cost, _unpriced = attempt_cost(request_tokens(messages, params), price)
+    return cost or Decimal(0)

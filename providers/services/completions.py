@@ -1,9 +1,10 @@
 """complete() and stream(): the one path every prompt takes, from any spoke.
 
-Resolve the chain, validate the input, hold the request's estimated cost on its budgets (or
-refuse it), look in the response cache, hand the engine a plain plan, record every attempt as
-it ends and the completion when it is done, and settle the budgets with the real cost: in a
-finally block, so a request that fails, is cancelled or raises releases its hold too.
+Resolve the chain, validate the input, put its steps in the order of the chain's strategy
+(services.routing), hold the request's estimated cost on its budgets (or refuse it), look in
+the response cache, hand the engine a plain plan, record every attempt as it ends and the
+completion when it is done, and settle the budgets with the real cost: in a finally block, so
+a request that fails, is cancelled or raises releases its hold too.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from asgiref.sync import async_to_sync, sync_to_async
 
 from providers.adapters import get_adapter
 from providers.engine.fallback import EngineDeps, run
-from providers.engine.plan import StepPlan
+from providers.engine.plan import ChainPlan, StepPlan
 from providers.engine.results import AllProvidersFailed, AttemptRecord, Cancelled, EngineResult
+from providers.engine.routing import Route
 from providers.engine.types import ChatParams, Choice, Message, ProviderError, ToolCall, Usage, request_needs
 from providers.http_client import shared_client
 from providers.models import Completion, CompletionOutcome, FallbackChain
@@ -36,6 +38,7 @@ from providers.services.image_fetch import images_resolve
 from providers.services.inputs import InvalidRequest, messages_normalise, params_normalise
 from providers.services.ledger import Caller, RequestLedger
 from providers.services.recorder import PendingRow, get_recorder
+from providers.services.routing import route_request
 from providers.signals import completion_recorded, fallback_happened
 from rana_site.cache_io import cache_run
 
@@ -67,6 +70,7 @@ class CompletionResult:
     logprobs: Any = None  # of choice 0, when asked for
     more_choices: tuple[Choice, ...] = ()  # choices 1.. when n > 1
     refusal: str | None = None  # the model declined (a 200 answer with message.refusal)
+    route: Route | None = None  # the order the steps were to be tried in, and why
 
 
 async def chain_resolve(chain: ChainRef) -> LoadedChain:
@@ -79,6 +83,8 @@ class Prepared:
     """A request ready for the engine, or already answered (budget block or cache hit)."""
 
     loaded: LoadedChain
+    plan: ChainPlan  # the chain's plan with its steps in this request's order
+    route: Route
     messages: tuple[Message, ...]
     params: ChatParams
     ledger: RequestLedger
@@ -95,10 +101,12 @@ async def prepare(
     params: ChatParams | Mapping[str, Any] | None,
     caller: Caller,
     stream: bool,
+    rng: random.Random | None = None,
 ) -> Prepared:
-    """Validate, resolve the chain, hold the estimated cost on the budgets, look in the cache.
-    Raises InvalidRequest, ChainNotFound, NoUsableStep or BudgetExceeded (the last counted as a
-    budget_blocked completion: see budget_refusals). Whoever gets the Prepared must settle() it."""
+    """Validate, resolve the chain, order its steps (`rng`: the weighted strategy's draw), hold
+    the estimated cost on the budgets, look in the cache. Raises InvalidRequest, ChainNotFound,
+    NoUsableStep or BudgetExceeded (the last counted as a budget_blocked completion: see
+    budget_refusals). Whoever gets the Prepared must settle() it."""
     msgs = messages_normalise(messages)
     chat_params = params_normalise(params)
     if stream and chat_params.n is not None and chat_params.n > 1:
@@ -106,7 +114,9 @@ async def prepare(
     loaded = await chain_resolve(chain)
     if not loaded.plan.steps:
         raise NoUsableStep(loaded.slug)
+    plan, route = await route_request(loaded.plan, msgs, chat_params, rng=rng or _JITTER)
     ledger = RequestLedger(new_request_id(), loaded.chain_id, loaded.slug, caller, stream)
+    ledger.route = route.as_dict()
     needs = request_needs(msgs, chat_params)
     ledger.needs = ",".join(sorted(needs))
     scopes = budget.budget_scopes(
@@ -117,7 +127,7 @@ async def prepare(
         key_daily=caller.key_daily_budget_usd,
         key_monthly=caller.key_monthly_budget_usd,
     )
-    prepared = Prepared(loaded, msgs, chat_params, ledger, scopes)
+    prepared = Prepared(loaded, plan, route, msgs, chat_params, ledger, scopes)
     if scopes:
         await _reserve(prepared)
     try:
@@ -137,14 +147,14 @@ async def _reserve(prepared: Prepared) -> None:
     """Hold the request's estimated cost on its budgets (one atomic check-and-reserve), or
     raise BudgetExceeded. Cancelled meanwhile, the hold taken by the worker thread is released
     as soon as the thread is done."""
-    loaded, ledger = prepared.loaded, prepared.ledger
+    plan, ledger = prepared.plan, prepared.ledger
     reserve = sync_to_async(budget.budget_reserve, thread_sensitive=False)
     task = asyncio.ensure_future(
         reserve(
             scopes=prepared.budgets,
             token=ledger.request_id.hex,
-            estimate_usd=budget.budget_estimate(loaded.plan, prepared.messages, prepared.params),
-            ttl_s=int(loaded.plan.deadline_s) + budget.HOLD_GRACE_S,
+            estimate_usd=budget.budget_estimate(plan, prepared.messages, prepared.params),
+            ttl_s=int(plan.deadline_s) + budget.HOLD_GRACE_S,
         )
     )
     try:
@@ -190,6 +200,10 @@ async def settle(prepared: Prepared, cost: Decimal) -> None:
         log.exception("could not settle request %s on its budgets", prepared.ledger.request_id)
 
 
+def rng_of(overrides: Mapping[str, Any] | None) -> random.Random | None:
+    return (overrides or {}).get("rng")
+
+
 def engine_deps(ledger: RequestLedger, overrides: Mapping[str, Any] | None = None) -> EngineDeps:
     def on_fallback(from_step: StepPlan, to_step: StepPlan, error: ProviderError) -> None:
         fallback_happened.send_robust(
@@ -230,7 +244,7 @@ def with_faults(
     if not faults:
         return overrides
     base = (overrides or {}).get("adapter_for", get_adapter)
-    bound = fault_specs_bind(faults, prepared.loaded.plan)
+    bound = fault_specs_bind(faults, prepared.plan)
     return {**(overrides or {}), "adapter_for": adapter_for_with_faults(bound, base)}
 
 
@@ -262,6 +276,7 @@ def cache_hit_result(prepared: Prepared) -> CompletionResult:
         cache_hit=True,
         latency_ms=prepared.ledger.elapsed_ms(),
         chain_slug=prepared.loaded.slug,
+        route=prepared.route,
     )
 
 
@@ -312,11 +327,13 @@ async def record_success(prepared: Prepared, result: EngineResult) -> Completion
         logprobs=result.response.logprobs,
         more_choices=result.response.more_choices,
         refusal=result.response.refusal,
+        route=prepared.route,
     )
 
 
 async def record_failure(prepared: Prepared, exc: AllProvidersFailed | Cancelled) -> None:
     exc.request_id = prepared.ledger.request_id
+    exc.route = prepared.route
     if isinstance(exc, Cancelled):
         outcome = CompletionOutcome.CANCELLED
     elif exc.failure_class == "stream_interrupted":
@@ -344,16 +361,19 @@ async def complete(
 ) -> CompletionResult:
     """One prompt through a chain. Raises InvalidRequest, ChainNotFound, NoUsableStep,
     BudgetExceeded, StepOutOfRange, AllProvidersFailed or Cancelled; each error carries
-    `request_id` once recorded. `faults` are injected into this request's steps (the
-    playground's fault injection); `overrides` replace engine dependencies (adapter_for,
-    clock, rng, ...)."""
-    prepared = await prepare(chain=chain, messages=messages, params=params, caller=caller, stream=False)
+    `request_id` (and the engine's errors `route`) once recorded. `faults` are injected into
+    this request's steps (the playground's fault injection); `overrides` replace engine
+    dependencies (adapter_for, clock, rng, ...; the rng draws the weighted strategy's first
+    step too)."""
+    prepared = await prepare(
+        chain=chain, messages=messages, params=params, caller=caller, stream=False, rng=rng_of(overrides)
+    )
     try:
         if prepared.cached:
             return await record_cache_hit(prepared)
         deps = engine_deps(prepared.ledger, with_faults(prepared, faults, overrides))
         try:
-            result = await run(prepared.loaded.plan, prepared.messages, prepared.params, deps)
+            result = await run(prepared.plan, prepared.messages, prepared.params, deps)
         except (AllProvidersFailed, Cancelled) as exc:
             await record_failure(prepared, exc)
             raise

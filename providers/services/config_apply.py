@@ -270,6 +270,7 @@ class ImportRun:
             step = existing[j] if j < len(existing) else ChainStep(chain=chain if saved else None)
             values = {"provider": provider, "position": j, "enabled": True, "retries": None, "model": ""}
             values.update(timeout_s=None, first_token_timeout_s=None, idle_timeout_s=None, delay_s=None)
+            values["weight"] = 1
             values.update({k: entry[k] for k in self.fields["steps"] if k in entry})
             changed = self._assign(step, values, where, exclude=() if saved else ("chain",))
             if changed is None:

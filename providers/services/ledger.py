@@ -101,6 +101,7 @@ class RequestLedger:
     injected: bool = False
     needs: str = ""  # the capabilities the request needed, comma-separated ("images,tools")
     journaled_start: bool = False  # the provisional completion is in the journal
+    route: dict[str, Any] | None = None  # the order of the steps and why (Route.as_dict)
 
     def attempt(self, record: AttemptRecord) -> None:
         """The engine's on_attempt hook: the row goes to the recorder at once."""
@@ -144,6 +145,7 @@ class RequestLedger:
             gateway_key_prefix=self.caller.gateway_key_prefix,
             stream=self.stream,
             needs=self.needs,
+            route=self.route,
         )
 
     @property

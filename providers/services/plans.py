@@ -1,15 +1,23 @@
-"""Flatten a FallbackChain (ORM) into the engine's plain ChainPlan."""
+"""Flatten a FallbackChain (ORM) into the engine's plain ChainPlan; what a chain's worst case is."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
+from dataclasses import dataclass
 from typing import TypeVar
 
+from django.conf import settings
 from django.utils import timezone
 
 from providers.engine.plan import ChainPlan, StepPlan, WorstCase, worst_case
-from providers.engine.types import Price, ProviderConfig
+from providers.engine.routing import Route
+from providers.engine.types import Price, ProviderConfig, Usage
 from providers.models import ChainStep, FallbackChain, ModelCapability, ModelPrice, Provider
+from providers.services.health import health_recent
+from providers.services.routing import HEALTH_STRATEGIES, plan_route
+
+WHAT_IF_PROMPT_TOKENS = 1000  # the what-if's request when none is given: this prompt, the default output
 
 T = TypeVar("T")
 
@@ -81,6 +89,7 @@ def _step_plan(chain: FallbackChain, step: ChainStep, *, with_keys: bool) -> Ste
         capabilities=capability.capabilities if capability else None,
         first_token_timeout_s=_own_or_chain(step.first_token_timeout_s, chain.first_token_timeout_s),
         idle_timeout_s=_own_or_chain(step.idle_timeout_s, chain.idle_timeout_s),
+        weight=step.weight,
     )
 
 
@@ -110,8 +119,43 @@ def chain_plan_build(
         max_retry_after_s=chain.max_retry_after_s,
         content_filter_fallback=chain.content_filter_policy == "fallback",
         validate_schema=chain.validate_schema,
+        strategy=chain.strategy,
     )
 
 
+@dataclass(frozen=True, slots=True)
+class WhatIf:
+    route: Route  # the order a request would try the steps in now, and why
+    case: WorstCase  # that walk's worst case, with the providers treated as down skipped
+    usage: Usage  # the request's tokens the costs are for
+
+
+def what_if_usage(*, prompt_tokens: int | None = None, output_tokens: int | None = None) -> Usage:
+    return Usage(
+        input_tokens=WHAT_IF_PROMPT_TOKENS if prompt_tokens is None else prompt_tokens,
+        output_tokens=settings.RANA_BUDGET_DEFAULT_OUTPUT_TOKENS if output_tokens is None else output_tokens,
+    )
+
+
+def chain_what_if(
+    *,
+    chain: FallbackChain,
+    steps: list[ChainStep] | None = None,
+    down: Collection[int] = (),
+    usage: Usage | None = None,
+) -> WhatIf:
+    """What a request to the chain would go through now: its steps in the strategy's order (a
+    weighted chain's likeliest order; health figures as this process has them), steps of the
+    providers in `down` (ids) skipped, and that walk's worst-case calls, time and cost (every
+    call billed in full for `usage`, by default what_if_usage()). `steps` lets the admin
+    compute it from unsaved inline rows."""
+    usage = what_if_usage() if usage is None else usage
+    plan = chain_plan_build(chain=chain, steps=steps, with_keys=False)
+    health = health_recent() if plan.strategy in HEALTH_STRATEGIES else {}
+    routed, route = plan_route(plan, usage=usage, health=health, rng=None)
+    return WhatIf(route=route, case=worst_case(routed, down=down, usage=usage), usage=usage)
+
+
 def chain_worst_case(*, chain: FallbackChain, steps: list[ChainStep] | None = None) -> WorstCase:
-    return worst_case(chain_plan_build(chain=chain, steps=steps, with_keys=False))
+    """The chain's worst case with every provider up (chain_what_if's)."""
+    return chain_what_if(chain=chain, steps=steps).case

@@ -17,6 +17,7 @@ from typing import Any
 
 from providers.engine.fallback import EngineStream, run_stream
 from providers.engine.results import AllProvidersFailed, AttemptRecord, Cancelled, EngineError
+from providers.engine.routing import Route
 from providers.engine.types import ChatParams, StreamEvent
 from providers.services.completions import (
     DEFAULT_CALLER,
@@ -28,6 +29,7 @@ from providers.services.completions import (
     record_cache_hit,
     record_failure,
     record_success,
+    rng_of,
     settle,
     with_faults,
 )
@@ -78,6 +80,11 @@ class CompletionStream:
         return self.prepared.loaded.slug
 
     @property
+    def route(self) -> Route:
+        """The order the steps were to be tried in, and why."""
+        return self.prepared.route
+
+    @property
     def cache_hit(self) -> bool:
         return self.prepared.cached is not None
 
@@ -105,7 +112,7 @@ class CompletionStream:
                     yield event
                 return
             engine_stream = run_stream(
-                self.prepared.loaded.plan,
+                self.prepared.plan,
                 self.prepared.messages,
                 self.prepared.params,
                 engine_deps(self.prepared.ledger, self._overrides),
@@ -145,7 +152,9 @@ async def stream(
 ) -> CompletionStream:
     """Start a streamed completion. Raises InvalidRequest, ChainNotFound, NoUsableStep,
     BudgetExceeded or StepOutOfRange. `faults` and `overrides` as for complete()."""
-    prepared = await prepare(chain=chain, messages=messages, params=params, caller=caller, stream=True)
+    prepared = await prepare(
+        chain=chain, messages=messages, params=params, caller=caller, stream=True, rng=rng_of(overrides)
+    )
     try:
         return CompletionStream(prepared, with_faults(prepared, faults, overrides))
     except BaseException:

@@ -23,6 +23,7 @@ CHAIN_DEFAULTS: dict[str, Any] = {
     "deadline_s": "60",
     "max_attempts": "6",
     "content_filter_policy": "stop",
+    "strategy": "ordered",
 }
 
 
@@ -66,7 +67,7 @@ def chain_form_data(name: str, slug: str, steps: list[dict[str, Any]], *, initia
         }
     )
     for index, step in enumerate(steps):
-        for key, value in step.items():
+        for key, value in {"weight": "1", **step}.items():
             if value is True:
                 value = "on"
             if value is not False and value is not None:

@@ -114,6 +114,30 @@ def test_timeouts_travel_in_the_file_and_a_step_without_its_own_takes_the_chains
     assert (step.first_token_timeout_s, step.idle_timeout_s) == (None, None)
 
 
+def test_strategies_and_weights_round_trip(configured):
+    main = FallbackChain.objects.get(slug="main")
+    FallbackChain.objects.filter(pk=main.pk).update(strategy="weighted")
+    ChainStep.objects.filter(chain=main, position=0).update(weight=3)
+    text = config_export()
+    assert "strategy: weighted" in text and "weight: 3" in text
+    ChainStep.objects.all().delete()
+    FallbackChain.objects.all().delete()
+    report = config_import(text=text, filename="rana.yaml")
+    assert report.created["chains"] == 2
+    main = FallbackChain.objects.get(slug="main")
+    assert main.strategy == "weighted"
+    assert list(main.steps.order_by("position").values_list("weight", flat=True)) == [3, 1]
+    assert FallbackChain.objects.get(slug="other").strategy == "ordered"
+    assert config_export() == text
+
+
+def test_a_file_without_strategy_or_weight_keeps_the_defaults(configured):
+    text = "chains:\n  - {name: New, slug: new, steps: [{provider: sim, model: sim-small}]}\n"
+    config_import(text=text, filename="rana.yaml")
+    new = FallbackChain.objects.get(slug="new")
+    assert new.strategy == "ordered" and new.steps.get().weight == 1
+
+
 def test_export_never_holds_a_key_only_its_env_source(configured, provider_key):
     text = config_export()
     assert f"api_key: env:{KEY_VAR}" in text
@@ -221,6 +245,17 @@ BAD_FILES = [
         + "chains:\n  - {name: A, slug: a, steps: [{provider: fresh, model: m, idle_timeout_s: 601}]}\n",
         "conf.yaml: chains[0].steps[0].idle_timeout_s: Ensure this value is less than or equal to 600.",
         id="step-idle-timeout-too-long",
+    ),
+    pytest.param(
+        VALID_HEAD
+        + "chains:\n  - {name: A, slug: a, strategy: fastest, steps: [{provider: fresh, model: m}]}\n",
+        "conf.yaml: chains[0].strategy: Value 'fastest' is not a valid choice.",
+        id="unknown-strategy",
+    ),
+    pytest.param(
+        VALID_HEAD + "chains:\n  - {name: A, slug: a, steps: [{provider: fresh, model: m, weight: -1}]}\n",
+        "conf.yaml: chains[0].steps[0].weight:",
+        id="negative-weight",
     ),
     pytest.param(
         VALID_HEAD + "  - {name: typo, kind: simulated, enabeld: true}\n",
