@@ -37,7 +37,7 @@ os.environ.update(
         "LOG_LEVEL": "WARNING",
         # The breaker would skip the always-failing step after a few requests; measure real
         # fallbacks unless --breaker is given.
-        "RANA_BREAKER_THRESHOLD": "5" if "--breaker" in sys.argv else str(10**9),
+        "RANA_BREAKER_ENABLED": "1" if "--breaker" in sys.argv else "0",
     }
 )
 

@@ -415,7 +415,7 @@ def report(results: dict[str, dict[str, Run]]) -> dict:
 def gateway_env(production: bool, breaker: bool = False) -> dict[str, str]:
     # The circuit breaker skips the always-failing step after a few requests (no call at all);
     # unless --breaker, switch it off so that every fallback request makes the failed call.
-    env = {} if breaker else {"RANA_BREAKER_THRESHOLD": "1000000000"}
+    env = {} if breaker else {"RANA_BREAKER_ENABLED": "0"}
     if production:  # DEBUG=0 as in production (no TLS here, so no HTTPS redirect)
         env |= {
             "DEBUG": "0",

@@ -170,7 +170,7 @@ def main() -> None:
 
     upstream_proc, upstream = start_upstream()
     workdir = Path(tempfile.mkdtemp(prefix="rana-slow-bench-"))
-    env = {"RANA_BREAKER_THRESHOLD": "1000000000", **dict(item.split("=", 1) for item in args.env)}
+    env = {"RANA_BREAKER_ENABLED": "0", **dict(item.split("=", 1) for item in args.env)}
     gateway = start_gateway(upstream_url=upstream, workdir=workdir, workers=args.workers, extra_env=env)
     url = f"{gateway.base_url}/chat/completions"
     key = gateway.keys["full"]

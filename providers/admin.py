@@ -25,6 +25,7 @@ from providers.models import (
     Attempt,
     CapabilitySource,
     ChainStep,
+    CircuitAction,
     Completion,
     FallbackChain,
     ModelCapability,
@@ -186,6 +187,19 @@ class FallbackChainAdmin(SortableAdminBase, admin.ModelAdmin):
                     ("daily_budget_usd", "monthly_budget_usd"),
                     "cache_ttl_s",
                 ]
+            },
+        ),
+        (
+            "Circuit breaker",
+            {
+                "description": "Blank fields take the RANA_BREAKER_* settings. Circuits are per "
+                "provider and model, shared by every chain; these numbers decide for this chain's requests.",
+                "fields": [
+                    "breaker_enabled",
+                    ("breaker_threshold", "breaker_failure_rate_pct"),
+                    ("breaker_window_s", "breaker_min_calls"),
+                    ("breaker_cooldown_s", "breaker_cooldown_cap_s"),
+                ],
             },
         ),
     ]
@@ -365,3 +379,12 @@ class AttemptAdmin(ReadOnlyAdmin):
         if not search_term.strip():
             return queryset, False
         return _search_ids(queryset, search_term, uuid_field="completion_id", int_field="pk"), False
+
+
+@admin.register(CircuitAction)
+class CircuitActionAdmin(ReadOnlyAdmin):
+    """Who opened, closed or reset a circuit by hand, and when (providers.services.circuit_force)."""
+
+    list_display = ["created_at", "provider", "model", "action", "username"]
+    list_filter = ["action", "provider", "created_at"]
+    date_hierarchy = "created_at"

@@ -15,6 +15,7 @@ from providers.engine.cost import attempt_cost
 from providers.engine.results import NO_CALL_OUTCOMES
 from providers.models import Attempt, ChainStep, Completion, FallbackChain
 from providers.services.breaker import get_breaker
+from providers.services.breaker_controls import circuit_status
 from providers.services.completions import chain_resolve
 from providers.services.plans import price_lookup
 
@@ -26,6 +27,7 @@ __all__ = [
     "chain_usable_steps",
     "chains_without_usable_step",
     "circuit_states",
+    "circuit_status",
     "completion_timeline",
     "ledger_totals",
     "price_lookup",
@@ -69,7 +71,8 @@ def ledger_totals() -> dict:
 
 
 def circuit_states() -> list[dict]:
-    """This process's open and half-open circuits (provider, model, state, cooldown left)."""
+    """The circuits that have seen a failure or a change (provider id, model, state, cooldown
+    left, ...): every process's with REDIS_URL, this process's without it."""
     return get_breaker().states()
 
 

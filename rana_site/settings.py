@@ -292,11 +292,23 @@ RANA_GLOBAL_MONTHLY_BUDGET_USD = env.str("RANA_GLOBAL_MONTHLY_BUDGET_USD", defau
 RANA_BUDGET_DEFAULT_OUTPUT_TOKENS = env.int("RANA_BUDGET_DEFAULT_OUTPUT_TOKENS", default=4096)
 RANA_BUDGET_REFUSAL_SAMPLE_S = env.float("RANA_BUDGET_REFUSAL_SAMPLE_S", default=10.0)
 
-# Circuit breaker (per process): consecutive transient failures that open a provider+model,
-# how long it stays open, and the cooldown after an auth or quota error.
+# Circuit breaker per provider + model (providers/services/breaker.py), shared by every process
+# through Redis when REDIS_URL is set: on or off; the consecutive transient failures that open a
+# circuit, or the failure rate (percent) over a sliding window (seconds, at most 600) once it
+# holds this many calls; how long it stays open (doubled on each failed probe, up to the cap),
+# and the cooldown after an auth or quota error. A chain can override all but the last.
+RANA_BREAKER_ENABLED = env.bool("RANA_BREAKER_ENABLED", default=True)
 RANA_BREAKER_THRESHOLD = env.int("RANA_BREAKER_THRESHOLD", default=5)
+RANA_BREAKER_FAILURE_RATE_PCT = env.float("RANA_BREAKER_FAILURE_RATE_PCT", default=50.0)
+RANA_BREAKER_WINDOW_S = env.float("RANA_BREAKER_WINDOW_S", default=60.0)
+RANA_BREAKER_MIN_CALLS = env.int("RANA_BREAKER_MIN_CALLS", default=20)
 RANA_BREAKER_COOLDOWN_S = env.float("RANA_BREAKER_COOLDOWN_S", default=30.0)
+RANA_BREAKER_COOLDOWN_CAP_S = env.float("RANA_BREAKER_COOLDOWN_CAP_S", default=300.0)
 RANA_BREAKER_LONG_COOLDOWN_S = env.float("RANA_BREAKER_LONG_COOLDOWN_S", default=300.0)
+if not (0 < RANA_BREAKER_WINDOW_S <= 600 and 0 < RANA_BREAKER_FAILURE_RATE_PCT <= 100):
+    raise ImproperlyConfigured(
+        "RANA_BREAKER_WINDOW_S must be in (0, 600] and RANA_BREAKER_FAILURE_RATE_PCT in (0, 100]."
+    )
 
 # Dashboards: percentiles are exact (nearest rank over raw rows) up to this many answers in
 # the filtered range, and read from the rollups' histograms above it.

@@ -3,8 +3,9 @@
 Independent of the page's time range: "recent" is the last 15 minutes, read from the raw
 ledger (a few thousand rows at most at a busy site); the last success and error come from
 the ProviderStatus rows the rollup upkeep maintains. Injected faults are left out unless the
-toggle is on. The circuit column lists this worker's breaker circuits (per provider and model)
-that are open or half-open, with the cooldown left; breaker state is kept per process.
+toggle is on. The circuit column lists the breaker's circuits (per provider and model) that
+are open or half-open, with the cooldown left: every worker's with REDIS_URL, this worker's
+without it.
 """
 
 from __future__ import annotations

@@ -35,6 +35,9 @@ Decisions worth knowing (the failure-class table in docs/architecture.md is the 
   chain's deadline caps every bound. The adapter's HTTP client gets the chain's connect
   timeout and read timeouts as long as these bounds, so the engine's bound decides: a drip of
   bytes, each read in time, is still cut at it.
+* ``release_probe(step)`` is called, in a finally, for every step ``is_circuit_open`` let
+  through that gave no answer, however the walk left it (a failure, a limit reached, a
+  cancellation, anything raised): a half-open probe slot is never kept by a walk that moved on.
 """
 
 from __future__ import annotations
@@ -100,6 +103,9 @@ class EngineDeps:
     # For a step whose circuit is open: (why, seconds until it may be tried again), why being
     # "rate_limited" (a Retry-After cooldown) or "circuit_open"; None when it does not know.
     circuit_retry_in: Callable[[StepPlan], tuple[str, float] | None] | None = None
+    # The step gave no answer (failed, skipped on, cancelled, or RANA raised): any half-open
+    # probe slot is_circuit_open gave this request for it, and no verdict freed, is free again.
+    release_probe: Callable[[StepPlan], None] | None = None
     on_outcome: Callable[[StepPlan, str], None] | None = None
     # Fetch image URLs into inline data, for protocols that cannot take them by reference.
     resolve_images: Callable[[tuple[Message, ...]], Awaitable[tuple[Message, ...]]] | None = None
@@ -196,7 +202,12 @@ class Walk:
                 self._skip_open_circuit(step)
                 continue
             more = any(not self._too_small(later) for later in steps[index + 1 :])
-            won = await self._walk_step(step, attempt_fn, more_steps=more)
+            won = None
+            try:
+                won = await self._walk_step(step, attempt_fn, more_steps=more)
+            finally:
+                if won is None:
+                    self._hook("release_probe", step)
             if won is not None:
                 return won
         raise self._exhausted()

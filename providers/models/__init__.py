@@ -1,5 +1,6 @@
 from .capability import CAPABILITY_FIELDS, CapabilitySource, ModelCapability
 from .chain import ChainStep, ChainStrategy, ContentFilterPolicy, FallbackChain
+from .circuit import CircuitAction, CircuitActionKind
 from .ledger import Attempt, Completion, CompletionOutcome, JournalCursor, Source
 from .price import ModelPrice
 from .provider import Provider, ProviderKind
@@ -10,6 +11,8 @@ __all__ = [
     "CapabilitySource",
     "ChainStep",
     "ChainStrategy",
+    "CircuitAction",
+    "CircuitActionKind",
     "Completion",
     "CompletionOutcome",
     "ContentFilterPolicy",

@@ -115,6 +115,55 @@ class FallbackChain(models.Model):
     cache_ttl_s = models.PositiveIntegerField(
         "cache TTL (s)", null=True, blank=True, help_text="Blank: responses are not cached."
     )
+    # The circuit breaker for this chain's requests (blank: the RANA_BREAKER_* setting).
+    breaker_enabled = models.BooleanField(
+        "circuit breaker",
+        default=True,
+        help_text="Off: this chain's requests never skip a step whose circuit is open (their "
+        "outcomes still count for other chains).",
+    )
+    breaker_threshold = models.PositiveSmallIntegerField(
+        "opens after (consecutive failures)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(1000)],
+        help_text="Blank: RANA_BREAKER_THRESHOLD.",
+    )
+    breaker_failure_rate_pct = models.PositiveSmallIntegerField(
+        "or at a failure rate of (%)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text="Blank: RANA_BREAKER_FAILURE_RATE_PCT.",
+    )
+    breaker_window_s = models.FloatField(
+        "over a window of (s)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(2), MaxValueValidator(600)],
+        help_text="Blank: RANA_BREAKER_WINDOW_S.",
+    )
+    breaker_min_calls = models.PositiveIntegerField(
+        "once the window holds (calls)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(1_000_000)],
+        help_text="Blank: RANA_BREAKER_MIN_CALLS.",
+    )
+    breaker_cooldown_s = models.FloatField(
+        "cooldown (s)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.1), MaxValueValidator(3600)],
+        help_text="Blank: RANA_BREAKER_COOLDOWN_S. Doubled on each failed probe.",
+    )
+    breaker_cooldown_cap_s = models.FloatField(
+        "cooldown cap (s)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.1), MaxValueValidator(86400)],
+        help_text="Blank: RANA_BREAKER_COOLDOWN_CAP_S.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -135,6 +184,11 @@ class FallbackChain(models.Model):
         super().clean()
         if self.backoff_cap_s < self.backoff_base_s:
             raise ValidationError({"backoff_cap_s": "The backoff cap must be at least the base."})
+        cap, cooldown = self.breaker_cooldown_cap_s, self.breaker_cooldown_s
+        if cap is not None and cooldown is not None and cap < cooldown:
+            raise ValidationError(
+                {"breaker_cooldown_cap_s": "The cooldown cap must be at least the cooldown."}
+            )
 
 
 # The fields an operator configures on a chain (admin form, configuration as code).
@@ -159,6 +213,13 @@ CHAIN_CONFIG_FIELDS = (
     "daily_budget_usd",
     "monthly_budget_usd",
     "cache_ttl_s",
+    "breaker_enabled",
+    "breaker_threshold",
+    "breaker_failure_rate_pct",
+    "breaker_window_s",
+    "breaker_min_calls",
+    "breaker_cooldown_s",
+    "breaker_cooldown_cap_s",
 )
 
 # The fields an operator configures on a step, besides its provider (admin inline, config as code).

@@ -7,6 +7,8 @@ of this package are the hub's insides.
 """
 
 from providers.redaction import redact
+from providers.services.breaker import BreakerUnavailable
+from providers.services.breaker_controls import circuit_force
 from providers.services.completions import complete, complete_sync
 from providers.services.faults import FAULT_CHOICES, STREAM_CUT, FaultSpec
 from providers.services.health import WINDOW_S as HEALTH_WINDOW_S
@@ -39,11 +41,13 @@ __all__ = [
     "STREAM_CUT",
     "ActivityWindow",
     "Behaviour",
+    "BreakerUnavailable",
     "Caller",
     "FaultSpec",
     "Incident",
     "ProviderHealth",
     "SimRequest",
+    "circuit_force",
     "complete",
     "complete_sync",
     "completion_timeline_await",

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from providers.engine.plan import ChainPlan
 from providers.models import ChainStep, FallbackChain, ModelCapability, ModelPrice, Provider
+from providers.services.breaker_policy import DEFAULT_POLICY, BreakerPolicy, breaker_policy
 from providers.services.plans import chain_plan_build
 from rana_site.cache_io import cache_run
 
@@ -52,6 +53,7 @@ class LoadedChain:
     daily_budget_usd: object
     monthly_budget_usd: object
     updated_at: float
+    breaker: BreakerPolicy = DEFAULT_POLICY  # the settings with the chain's overrides
 
 
 _lock = threading.Lock()
@@ -101,6 +103,7 @@ def _load(slug: str | None) -> LoadedChain:
         daily_budget_usd=chain.daily_budget_usd,
         monthly_budget_usd=chain.monthly_budget_usd,
         updated_at=chain.updated_at.timestamp(),
+        breaker=breaker_policy(chain),
     )
 
 

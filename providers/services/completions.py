@@ -32,6 +32,7 @@ from providers.models import Completion, CompletionOutcome, FallbackChain
 from providers.models.ledger import new_request_id
 from providers.services import budget, budget_refusals, response_cache
 from providers.services.breaker import get_breaker
+from providers.services.breaker_policy import BreakerPolicy
 from providers.services.chains import LoadedChain, NoUsableStep, achain_cached, chain_load
 from providers.services.faults import FaultSpec, adapter_for_with_faults, fault_specs_bind
 from providers.services.image_fetch import images_resolve
@@ -204,7 +205,11 @@ def rng_of(overrides: Mapping[str, Any] | None) -> random.Random | None:
     return (overrides or {}).get("rng")
 
 
-def engine_deps(ledger: RequestLedger, overrides: Mapping[str, Any] | None = None) -> EngineDeps:
+def engine_deps(
+    ledger: RequestLedger, overrides: Mapping[str, Any] | None = None, *, breaker: BreakerPolicy | None = None
+) -> EngineDeps:
+    """The engine's hooks for one request; `breaker`: its chain's breaker policy (None: the settings)."""
+
     def on_fallback(from_step: StepPlan, to_step: StepPlan, error: ProviderError) -> None:
         fallback_happened.send_robust(
             None,
@@ -215,19 +220,22 @@ def engine_deps(ledger: RequestLedger, overrides: Mapping[str, Any] | None = Non
             error=error,
         )
 
-    breaker = get_breaker()
+    gate = get_breaker().gate(breaker)  # this request's probe slots
 
     def on_attempt(record: AttemptRecord) -> None:
-        ledger.attempt(record)
-        breaker.record(record)
+        try:
+            ledger.attempt(record)
+        finally:  # the breaker hears of it even when the ledger raised (a probe slot is freed)
+            gate.record(record)
 
     deps = {
         "adapter_for": get_adapter,
         "on_attempt": on_attempt,
         "on_attempt_start": ledger.attempt_started,
         "on_fallback": on_fallback,
-        "is_circuit_open": breaker.is_open,
-        "circuit_retry_in": breaker.retry_in,
+        "is_circuit_open": gate.is_open,
+        "circuit_retry_in": gate.retry_in,
+        "release_probe": gate.release_probe,
         "rng": _JITTER,
         "resolve_images": images_resolve,
     }
@@ -371,7 +379,9 @@ async def complete(
     try:
         if prepared.cached:
             return await record_cache_hit(prepared)
-        deps = engine_deps(prepared.ledger, with_faults(prepared, faults, overrides))
+        deps = engine_deps(
+            prepared.ledger, with_faults(prepared, faults, overrides), breaker=prepared.loaded.breaker
+        )
         try:
             result = await run(prepared.plan, prepared.messages, prepared.params, deps)
         except (AllProvidersFailed, Cancelled) as exc:

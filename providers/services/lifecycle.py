@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from providers.http_client import shared_client_close
+from providers.services.breaker import get_breaker
 from providers.services.budget_refusals import refusals_flush
 from providers.services.recorder import get_recorder, ledger_flush
 
@@ -19,8 +20,10 @@ def service_start() -> None:
 
 
 async def service_shutdown(*, flush_timeout_s: float = 10.0) -> bool:
-    """Close the shared upstream client and write every pending ledger row (budget refusals
-    still counted in memory included); False if rows were still pending after the timeout."""
+    """Close the shared upstream client, send the breaker's queued verdicts, and write every
+    pending ledger row (budget refusals still counted in memory included); False if rows were
+    still pending after the timeout."""
     await shared_client_close()
+    await asyncio.to_thread(get_breaker().flush)
     refusals_flush()
     return await asyncio.to_thread(ledger_flush, flush_timeout_s)

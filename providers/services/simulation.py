@@ -31,8 +31,6 @@ from datetime import datetime
 from itertools import islice
 from typing import Any
 
-from django.conf import settings
-
 from providers.adapters.simulated import SimulatedAdapter
 from providers.engine.clock import FakeClock
 from providers.engine.fallback import EngineDeps, run, run_stream
@@ -41,6 +39,8 @@ from providers.engine.results import AttemptRecord, Cancelled, EngineError, Engi
 from providers.engine.types import ChatParams, ChatRequest, ChatResponse, Message, ProviderConfig, Timeouts
 from providers.models import FallbackChain
 from providers.services.breaker import CircuitBreaker
+from providers.services.breaker_local import LocalCircuits
+from providers.services.breaker_policy import breaker_policy
 from providers.services.faults import FaultSpec, adapter_for_with_faults, fault_specs_bind
 from providers.services.ledger import attempt_fields, completion_totals
 from providers.services.plans import chain_plan_build
@@ -201,10 +201,9 @@ class _Simulation:
         self.breaker = None
         if breaker:
             self.breaker = CircuitBreaker(
-                threshold=settings.RANA_BREAKER_THRESHOLD,
-                cooldown_s=settings.RANA_BREAKER_COOLDOWN_S,
-                long_cooldown_s=settings.RANA_BREAKER_LONG_COOLDOWN_S,
+                breaker_policy(),
                 clock=lambda: upstream.clock.now().timestamp(),
+                circuits=LocalCircuits(),  # the simulation's own, never the site's
             )
 
     def load(self, slugs: Iterable[str]) -> None:
@@ -232,6 +231,7 @@ class _Simulation:
         if self.breaker is not None:
             deps.on_attempt, deps.is_circuit_open = self.breaker.record, self.breaker.is_open
             deps.circuit_retry_in = self.breaker.retry_in
+            deps.release_probe = self.breaker.release_probe
         error: EngineError | None = None
         try:
             result = await (_stream(plan, deps, req) if req.stream else run(plan, MESSAGES, PARAMS, deps))

@@ -115,7 +115,7 @@ class CompletionStream:
                 self.prepared.plan,
                 self.prepared.messages,
                 self.prepared.params,
-                engine_deps(self.prepared.ledger, self._overrides),
+                engine_deps(self.prepared.ledger, self._overrides, breaker=self.prepared.loaded.breaker),
             )
             self._engine_stream = engine_stream
             try:

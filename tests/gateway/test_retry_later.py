@@ -12,6 +12,8 @@ from gateway.services.keys import gateway_key_create
 from providers.models import ChainStep, FallbackChain, Provider
 from providers.services import breaker as breaker_module
 from providers.services.breaker import CircuitBreaker
+from providers.services.breaker_local import LocalCircuits
+from providers.services.breaker_policy import BreakerPolicy
 from tests.fakes import Fault
 
 from .conftest import HELLO, auth
@@ -32,11 +34,12 @@ class Ticks:
 
 
 @pytest.fixture
-def ticks(monkeypatch) -> Ticks:
+def ticks(monkeypatch, settings) -> Ticks:
     """The process's breaker on a hand-moved clock: one failure opens a circuit for 30 s, an
     auth error for 300 s."""
+    settings.RANA_BREAKER_THRESHOLD, settings.RANA_BREAKER_COOLDOWN_S = 1, 30  # the chains' policy
     clock = Ticks()
-    breaker = CircuitBreaker(threshold=1, cooldown_s=30, long_cooldown_s=300, clock=clock)
+    breaker = CircuitBreaker(BreakerPolicy(threshold=1, cooldown_s=30), clock=clock, circuits=LocalCircuits())
     monkeypatch.setattr(breaker_module, "_breaker", breaker)
     return clock
 

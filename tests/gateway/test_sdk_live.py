@@ -34,7 +34,7 @@ def _defaults(fake: FakeUpstream) -> None:
 def live(tmp_path_factory) -> Iterator[tuple[LiveGateway, FakeUpstream]]:
     with FakeUpstream(models=("primary", "backup")) as fake:
         _defaults(fake)
-        env = {"RANA_BREAKER_THRESHOLD": "1000000", "RANA_API_MAX_BODY_BYTES": "65536"}
+        env = {"RANA_BREAKER_ENABLED": "0", "RANA_API_MAX_BODY_BYTES": "65536"}
         gateway = start_gateway(
             upstream_url=fake.base_url, workdir=Path(tmp_path_factory.mktemp("live")), extra_env=env
         )

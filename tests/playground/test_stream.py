@@ -16,6 +16,8 @@ from providers.engine.results import AttemptRecord
 from providers.models import ChainStep, Completion, FallbackChain, Provider
 from providers.services import breaker as breaker_module
 from providers.services.breaker import CircuitBreaker
+from providers.services.breaker_local import LocalCircuits
+from providers.services.breaker_policy import BreakerPolicy
 from tests.playground.asgi_server import form_data
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -154,7 +156,9 @@ async def test_every_step_rate_limited_says_when_to_try_again(aclient, chains):
 
 
 async def test_every_circuit_open_says_when_the_next_try_is(aclient, chains, monkeypatch):
-    breaker = CircuitBreaker(threshold=1, cooldown_s=30, long_cooldown_s=300, clock=lambda: 1000.0)
+    breaker = CircuitBreaker(
+        BreakerPolicy(threshold=1, cooldown_s=30), clock=lambda: 1000.0, circuits=LocalCircuits()
+    )
     monkeypatch.setattr(breaker_module, "_breaker", breaker)
     async for step in ChainStep.objects.filter(chain__slug="two").select_related("provider"):
         outcome = "server_error" if step.model == "m2" else "auth_error"  # open for 30 s and 300 s

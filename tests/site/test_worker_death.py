@@ -135,7 +135,7 @@ def fake() -> Iterator[FakeUpstream]:
 
 
 def serve(fake: FakeUpstream, tmp_path: Path, workers: int, **env: str) -> LiveGateway:
-    extra = {"RANA_BREAKER_THRESHOLD": "1000000", **env}
+    extra = {"RANA_BREAKER_ENABLED": "0", **env}
     return start_gateway(upstream_url=fake.base_url, workdir=tmp_path, workers=workers, extra_env=extra)
 
 
