@@ -6,6 +6,5 @@ app_name = "dashboards"
 urlpatterns = [
     path("", views.index, name="index"),
     path("cost/", views.cost, name="cost"),
-    path("status/", views.status, name="status"),
     path("charts/<slug:name>/", views.chart, name="chart"),
 ]

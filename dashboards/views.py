@@ -97,22 +97,6 @@ def cost(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-def status(request: HttpRequest) -> HttpResponse:
-    """The live provider status table (polled by the reliability page every 30 s)."""
-    filters, _ = filters_from_request(request)
-    rows = provider_status(
-        now=timezone.now(), include_injected=filters.include_injected, provider=filters.provider
-    )
-    with timezone.override(filters.tz):
-        return page_or_fragment(
-            request,
-            fragment="dashboards/_provider_status.html",
-            page="dashboards/provider_status.html",
-            context={"status": rows, "filters": filters},
-        )
-
-
-@require_GET
 def chart(request: HttpRequest, name: str) -> HttpResponse:
     """One chart's numbers: JSON for Chart.js, ?format=csv or ?format=table."""
     view = CHARTS.get(name)

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from dashboards import views_status
 from rana_site import views
 
 urlpatterns = [
@@ -12,6 +13,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("playground/", include("playground.urls")),
     path("dashboards/", include("dashboards.urls")),
+    path("status/", views_status.status, name="status"),
+    path("status.json", views_status.status_json, name="status-json"),
+    path("status/circuits/", views_status.circuit, name="status-circuit"),
     path("completions/", include("gateway.urls_pages")),
     path("v1/", include("gateway.urls")),  # served by gateway.asgi under ASGI (see rana_site/asgi.py)
 ]

@@ -1,11 +1,14 @@
-"""The live provider status table: last success, last error, recent error rate.
+"""The live provider status (the /status/ page, its JSON twin and the reliability page's table).
 
-Independent of the page's time range: "recent" is the last 15 minutes, read from the raw
-ledger (a few thousand rows at most at a busy site); the last success and error come from
-the ProviderStatus rows the rollup upkeep maintains. Injected faults are left out unless the
-toggle is on. The circuit column lists the breaker's circuits (per provider and model) that
-are open or half-open, with the cooldown left: every worker's with REDIS_URL, this worker's
-without it.
+Per provider: last success, last error (masked), recent error rate. Independent of the
+page's time range: "recent" is the last 15 minutes, read from the raw ledger (a few thousand
+rows at most at a busy site); the last success and error come from the ProviderStatus rows
+the rollup upkeep maintains. Injected faults are left out unless the toggle is on.
+
+Per provider + model (`models`): its circuit (providers.selectors.circuit_status: state,
+reason, cooldown left, failures, failure rate, the last manual action) and its health
+(providers.services.health_recent: score, reasons, calls, latency, time to first token).
+Circuits are every worker's with REDIS_URL, this worker's without it (the breaker's state).
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ from dashboards.models import ProviderStatus
 from dashboards.outcomes import NOT_COUNTED_IN_ERROR_RATE, SUCCESS
 from dashboards.selectors.reliability import pct
 from providers.models import Attempt, Provider
-from providers.selectors import circuit_states
-from providers.services import redact
+from providers.selectors import circuit_states, circuit_status
+from providers.services import ProviderHealth, health_recent, redact
 
 RECENT = dt.timedelta(minutes=15)
 
@@ -56,6 +59,45 @@ def _circuits_by_provider() -> dict[int, list[dict]]:
     return circuits
 
 
+def _health_fields(health: ProviderHealth | None) -> dict:
+    if health is None:
+        return {"score": None, "reasons": [], "calls": 0, "success_rate": None, "p50_latency_ms": None,
+                "p95_latency_ms": None, "p95_ttft_ms": None}  # fmt: skip
+    return {
+        "score": health.score,
+        "reasons": list(health.reasons),
+        "calls": health.calls,
+        "success_rate": health.success_rate,
+        "p50_latency_ms": health.p50_latency_ms,
+        "p95_latency_ms": health.p95_latency_ms,
+        "p95_ttft_ms": health.p95_ttft_ms,
+    }
+
+
+def _models_by_provider() -> dict[int, list[dict]]:
+    """Each provider's models: every circuit a chain step uses or the breaker knows, and every
+    model called in the health window, with both."""
+    health = health_recent()
+    circuits = {(row["provider_id"], row["model"]): row for row in circuit_status()}
+    by_provider: dict[int, list[dict]] = {}
+    for key in sorted(set(circuits) | set(health), key=lambda k: (k[0] or 0, k[1])):
+        circuit = circuits.get(key, {})
+        by_provider.setdefault(key[0], []).append(
+            {
+                "model": key[1],
+                "circuit": circuit.get("state", "closed"),
+                "reason": circuit.get("reason", ""),
+                "manual": circuit.get("manual", False),
+                "cooldown_remaining_s": circuit.get("cooldown_remaining_s", 0.0),
+                "consecutive_failures": circuit.get("consecutive_failures", 0),
+                "failure_rate": circuit.get("failure_rate"),
+                "last_action": circuit.get("last_action"),
+                **_health_fields(health.get(key)),
+            }
+        )
+    return by_provider
+
+
 def provider_status(*, now: dt.datetime, include_injected: bool = False, provider: str = "") -> list[dict]:
     providers = {p.name: p for p in Provider.objects.all()}
     notes = (
@@ -75,6 +117,7 @@ def provider_status(*, now: dt.datetime, include_injected: bool = False, provide
         .annotate(n=Count("id", filter=counted), errors=Count("id", filter=counted & ~Q(outcome=SUCCESS)))
     }
     circuits = _circuits_by_provider()
+    models = _models_by_provider()
     rows = []
     for name in sorted(set(providers) | set(by_name)):
         if provider and name != provider:
@@ -93,6 +136,8 @@ def provider_status(*, now: dt.datetime, include_injected: bool = False, provide
                 "recent_error_rate": rate,
                 "state": _state(counts["n"], rate),
                 "circuits": circuits.get(known.pk, []) if known else [],
+                "provider_id": known.pk if known else None,
+                "models": models.get(known.pk, []) if known else [],
             }
         )
     return rows

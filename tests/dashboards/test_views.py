@@ -33,7 +33,7 @@ def recent(record, chain, two_providers):
     return chain
 
 
-@pytest.mark.parametrize("name", ["dashboards:index", "dashboards:cost", "dashboards:status"])
+@pytest.mark.parametrize("name", ["dashboards:index", "dashboards:cost", "status", "status-json"])
 def test_pages_need_a_login(client, db, name):
     response = client.get(reverse(name))
     assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
@@ -137,9 +137,9 @@ def test_unknown_chart_is_404(admin_client, db):
 
 
 def test_status_url_serves_a_fragment_for_htmx_and_a_page_otherwise(admin_client, recent):
-    fragment = admin_client.get(reverse("dashboards:status"), HTTP_HX_REQUEST="true").content.decode()
+    fragment = admin_client.get(reverse("status"), HTTP_HX_REQUEST="true").content.decode()
     assert fragment.lstrip().startswith('<section class="card status" id="provider-status"')
-    assert "<html" in admin_client.get(reverse("dashboards:status")).content.decode()
+    assert "<html" in admin_client.get(reverse("status")).content.decode()
 
 
 def test_custom_range_is_read_in_the_viewers_timezone(admin_client, recent):
