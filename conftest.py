@@ -8,6 +8,7 @@ before this file is imported.
 import os
 import shutil
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -20,8 +21,11 @@ TEST_ENV = {
 }
 for _name, _value in TEST_ENV.items():
     os.environ.setdefault(_name, _value)
-# Ledger journals of this run (the live servers it starts inherit it), never the project's var/.
+# Ledger journals and Celery's broker folders of this run (the live servers and workers it
+# starts inherit them), never the project's var/. Tasks run eagerly, in the test's process,
+# except in the tests that start a real worker (tests/celery_worker.py).
 os.environ.setdefault("RANA_JOURNAL_DIR", tempfile.mkdtemp(prefix="rana-test-journal-"))
+os.environ.setdefault("RANA_CELERY_DIR", tempfile.mkdtemp(prefix="rana-test-celery-"))
 
 
 _SQLITE_TEST_DIR: str | None = None
@@ -45,11 +49,16 @@ def _sqlite_test_database_on_disk(settings) -> None:
 def pytest_configure(config):
     from django.conf import settings
 
+    from rana_site import broker_fs
+
     _sqlite_test_database_on_disk(settings)
 
     settings.RANA_ALLOWED_UPSTREAM_HOSTS = os.environ["RANA_ALLOWED_UPSTREAM_HOSTS"].split(",")
     settings.RANA_LEDGER_MODE = os.environ["RANA_LEDGER_MODE"]
     settings.RANA_JOURNAL_DIR = os.environ["RANA_JOURNAL_DIR"]
+    settings.RANA_CELERY_DIR = Path(os.environ["RANA_CELERY_DIR"])
+    if getattr(settings, "CELERY_BROKER_TRANSPORT", "") == "rana_site.broker_fs:Transport":
+        settings.CELERY_BROKER_TRANSPORT_OPTIONS = broker_fs.transport_options(settings.RANA_CELERY_DIR)
     settings.CELERY_TASK_ALWAYS_EAGER = True
     settings.STORAGES = {
         **settings.STORAGES,

@@ -8,17 +8,8 @@ class DashboardsConfig(AppConfig):
 
     def ready(self) -> None:
         from dashboards.rollups.incremental import on_ledger_rows_written
-        from dashboards.tasks import EVERY_S
         from providers.signals import ledger_rows_written
-        from rana_site.celery import app
 
-        # Rollups follow the ledger as it is written (after each committed batch) ...
+        # Rollups follow the ledger as it is written (after each committed batch); the beat
+        # schedule (a database row, migration 0002) rebuilds the last closed hours every 10 minutes.
         ledger_rows_written.connect(on_ledger_rows_written, dispatch_uid="dashboards.rollups")
-        # ... and Celery beat (where one runs) rebuilds the last closed hours, repairing anything missed.
-        app.conf.beat_schedule = {
-            **(app.conf.beat_schedule or {}),
-            "dashboards-rollups-reconcile": {
-                "task": "dashboards.tasks.rollups_reconcile",
-                "schedule": EVERY_S,
-            },
-        }

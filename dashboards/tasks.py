@@ -6,7 +6,9 @@ dashboards.rollups.repair), a process killed between the ledger commit and the r
 a completion rewritten after it was first recorded. Only hours that closed at least SETTLE ago
 are rebuilt, so increments still arriving for an hour (a request finishing late) do not race
 the rebuild; marked hours that have not settled yet wait for a later run.
-Scheduled every 10 minutes by dashboards.apps (Celery beat); run by hand with rana_rollups.
+Scheduled every 10 minutes by Celery beat (a django-celery-beat row made by migration 0002,
+editable in the admin) and run by the Celery worker that scripts/run starts; by hand:
+rana_rollups.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from dashboards.rollups.rebuild import rollups_rebuild, rollups_repair
 from dashboards.rollups.timegrid import floor_hour
 
 SETTLE = dt.timedelta(minutes=10)
-EVERY_S = 600
 
 
 @shared_task(ignore_result=True, soft_time_limit=240, time_limit=300)

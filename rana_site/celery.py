@@ -1,4 +1,7 @@
-"""The Celery app. Without REDIS_URL tasks run in-process (eager), so no broker is needed."""
+"""The Celery app: `celery -A rana_site worker` runs the tasks, `celery -A rana_site beat` sends
+the scheduled ones (scripts/run starts a worker with beat embedded). Configured from the
+settings' CELERY_* values: Redis as broker with REDIS_URL, else folders on this machine
+(rana_site/broker_fs.py)."""
 
 import os
 

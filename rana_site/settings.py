@@ -1,6 +1,6 @@
 """RANA settings: every value comes from the environment (see .env.example).
 
-Local defaults just work (SQLite, local-memory cache, Celery without a broker).
+Local defaults just work (SQLite, local-memory cache, Celery's broker in folders under var/).
 With DEBUG=0 the secrets must be given; a missing one stops start-up with its name.
 """
 
@@ -13,6 +13,7 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from rana_site import broker_fs
 from rana_site.proxies import parse_trusted_proxies
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -86,6 +87,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "adminsortable2",
     "axes",
+    "django_celery_beat",
     "providers",
     "playground",
     "dashboards",
@@ -217,13 +219,40 @@ STORAGES = {
     },
 }
 
-# Celery: Redis when REDIS_URL is set, else tasks run in-process (no broker needed).
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "memory://")
-CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=not REDIS_URL)
+# Celery (background work; rana_site/celery.py). The broker is Redis when REDIS_URL is set, else
+# folders on this machine under RANA_CELERY_DIR (rana_site/broker_fs.py: kombu's filesystem
+# transport, plus redelivery of what a worker that died had taken). A task is acknowledged once
+# it has run (acks_late), one reserved per worker process; after a worker dies it runs again:
+# on Redis once RANA_BROKER_VISIBILITY_TIMEOUT_S has passed since it was taken (keep that above
+# the longest task time limit), on the folders as soon as another worker polls. No results are
+# stored: tasks log what they did. Schedules live in the database (django-celery-beat, admin).
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
+RANA_CELERY_DIR = Path(env.str("RANA_CELERY_DIR", default=str(VAR_DIR / "celery")))
+RANA_BROKER_VISIBILITY_TIMEOUT_S = env.int("RANA_BROKER_VISIBILITY_TIMEOUT_S", default=3600)
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    CELERY_BROKER_TRANSPORT = "rana_site.broker_fs:Transport"
+    CELERY_BROKER_TRANSPORT_OPTIONS = broker_fs.transport_options(RANA_CELERY_DIR)
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": RANA_BROKER_VISIBILITY_TIMEOUT_S,
+        # look for messages of dead workers every few seconds, not every 100 s (kombu's default)
+        "unacked_restore_interval": max(1, min(10, RANA_BROKER_VISIBILITY_TIMEOUT_S // 4)),
+        "unacked_restore_throttle": 1,
+    }
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)  # tests only
 CELERY_TASK_EAGER_PROPAGATES = True
-CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="")
 CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_CONCURRENCY = env.int("RANA_CELERY_CONCURRENCY", default=1)
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
+
+# Ledger retention (providers.tasks.ledger_retention, daily): completions and their attempts
+# older than this many days are deleted; the dashboards' rollups are kept. 0 keeps everything.
+RANA_RETENTION_DAYS = env.int("RANA_RETENTION_DAYS", default=90)
+if RANA_RETENTION_DAYS < 0:
+    raise ImproperlyConfigured("RANA_RETENTION_DAYS must be 0 (keep forever) or a number of days.")
 
 # Ledger: attempts are written by a write-behind buffer flushed at this interval.
 RANA_LEDGER_FLUSH_MS = env.int("RANA_LEDGER_FLUSH_MS", default=50)

@@ -44,3 +44,33 @@ ensure_debs() {  # ensure_debs CMD PACKAGE [CMD PACKAGE ...]
 free_port() {
   "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
+
+# scripts/run: the web server (scripts/serve) and a Celery worker with beat embedded, as one unit.
+# Ctrl-C (SIGINT to the whole process group), or SIGTERM / SIGHUP to this shell, stops both
+# gracefully (a second signal kills them); when either exits, the other is stopped; the shell
+# returns once both have exited, so none is left behind. Should the shell itself be killed
+# (SIGKILL), the kernel sends both a SIGTERM (setpriv --pdeathsig).
+RUN_PIDS=()
+RUN_STOPPING=0
+stop_together() {
+  local signal=TERM
+  [ "$RUN_STOPPING" = 1 ] && signal=KILL
+  RUN_STOPPING=1
+  kill "-$signal" "${RUN_PIDS[@]}" 2>/dev/null || true
+}
+serve_with_worker() {
+  local status=0 pid
+  setpriv --pdeathsig TERM -- \
+    "$VENV/bin/celery" -A rana_site worker --beat --loglevel INFO --without-mingle --without-gossip &
+  RUN_PIDS=($!)
+  setpriv --pdeathsig TERM -- "$ROOT/scripts/serve" &
+  RUN_PIDS+=($!)
+  trap stop_together INT TERM HUP
+  wait -n "${RUN_PIDS[@]}" || status=$?
+  [ "$RUN_STOPPING" = 1 ] || stop_together
+  for pid in "${RUN_PIDS[@]}"; do
+    while kill -0 "$pid" 2>/dev/null; do wait "$pid" 2>/dev/null || true; done
+  done
+  trap - INT TERM HUP
+  return "$status"
+}

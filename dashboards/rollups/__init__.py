@@ -5,11 +5,11 @@
   one transaction, its rows merged per key and applied in key order (dashboards.rollups.upsert),
   so the writers of several processes never deadlock; a failure is retried, and a batch that
   fails every try has its hours marked for repair (dashboards.rollups.repair) and is logged.
-- Periodically, once a Celery worker with beat runs (none is started by this repository yet):
-  dashboards.tasks.rollups_reconcile rebuilds the last few closed hours and every marked hour
-  from the ledger, repairing anything the receiver missed (a batch whose add failed, a process
-  killed between the ledger commit and the rollup upsert, a completion rewritten after it was
-  first recorded).
+- Periodically, every 10 minutes (Celery beat's `rollups reconcile` schedule, a database row;
+  the worker scripts/run starts, or production's, runs it): dashboards.tasks.rollups_reconcile
+  rebuilds the last few closed hours and every marked hour from the ledger, repairing anything
+  the receiver missed (a batch whose add failed, a process killed between the ledger commit and
+  the rollup upsert, a completion rewritten after it was first recorded).
 - On demand: `manage.py rana_rollups --since 30d` (or --start/--end) rebuilds a range
   idempotently; rana_synth_ledger builds them after generating a ledger.
 

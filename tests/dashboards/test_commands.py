@@ -132,9 +132,9 @@ def test_commands_refuse_bad_arguments(db):
 
 def test_reconcile_task_repairs_the_last_closed_hours(db):
     from django.utils import timezone
+    from django_celery_beat.models import PeriodicTask
 
     from dashboards.tasks import rollups_reconcile
-    from rana_site.celery import app
 
     now = timezone.now().replace(microsecond=0).isoformat()
     call_command("rana_synth_ledger", attempts=400, days=0.5, seed=4, end=now, stdout=io.StringIO())
@@ -153,4 +153,6 @@ def test_reconcile_task_repairs_the_last_closed_hours(db):
     assert "rollups rebuilt" in rollups_reconcile.delay(hours=24).get()
     assert hours.count() == before
     assert AttemptRollup.objects.get(**key).attempts == lost.attempts
-    assert "dashboards-rollups-reconcile" in app.conf.beat_schedule
+    scheduled = PeriodicTask.objects.get(name="rollups reconcile")  # beat's schedule, in the database
+    assert scheduled.task == "dashboards.tasks.rollups_reconcile" and scheduled.enabled
+    assert (scheduled.interval.every, scheduled.interval.period) == (10, "minutes")
