@@ -53,15 +53,17 @@ class ProviderAdmin(admin.ModelAdmin):
         "enabled",
         "api_key_mask",
         "key_source",
+        "probe_enabled",
         "updated_at",
     ]
-    list_filter = ["kind", "enabled"]
+    list_filter = ["kind", "enabled", "probe_enabled"]
     search_fields = ["name"]
-    readonly_fields = ["api_key_mask", "key_source", "created_at", "updated_at"]
+    readonly_fields = ["api_key_mask", "key_source", "last_probe_at", "created_at", "updated_at"]
     fieldsets = [
         (None, {"fields": ["name", "kind", "base_url", "enabled"]}),
         ("API key", {"fields": ["api_key", "clear_api_key", "api_key_mask", "key_source"]}),
         ("Options", {"fields": ["options"]}),
+        ("Health probes", {"fields": ["probe_enabled", "probe_interval_s", "probe_model", "last_probe_at"]}),
         ("History", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]
 

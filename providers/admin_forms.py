@@ -36,7 +36,16 @@ class ProviderAdminForm(forms.ModelForm):
 
     class Meta:
         model = Provider
-        fields = ["name", "kind", "base_url", "enabled", "options"]
+        fields = [
+            "name",
+            "kind",
+            "base_url",
+            "enabled",
+            "options",
+            "probe_enabled",
+            "probe_interval_s",
+            "probe_model",
+        ]
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()

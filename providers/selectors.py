@@ -9,11 +9,12 @@ import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from django.db.models import Count, Sum
+from django.db.models import Count, OuterRef, Subquery, Sum
 
 from providers.engine.cost import attempt_cost
 from providers.engine.results import NO_CALL_OUTCOMES
-from providers.models import Attempt, ChainStep, Completion, FallbackChain
+from providers.models import Attempt, ChainStep, Completion, FallbackChain, Provider, Source
+from providers.redaction import redact
 from providers.services.breaker import get_breaker
 from providers.services.breaker_controls import circuit_status
 from providers.services.completions import chain_resolve
@@ -31,6 +32,7 @@ __all__ = [
     "completion_timeline",
     "ledger_totals",
     "price_lookup",
+    "provider_probes",
 ]
 
 
@@ -59,6 +61,38 @@ def chains_without_usable_step(*, provider_id: int) -> list[str]:
 
 def chain_list() -> list[FallbackChain]:
     return list(FallbackChain.objects.order_by("-is_default", "name"))
+
+
+def provider_probes() -> dict[int, dict]:
+    """Per provider id: whether its health probes are on, their interval, and the last probe
+    (its latest `probe` Attempt: when, model, outcome, latency, error with keys masked; None
+    when never probed, or its rows are past retention). Two queries."""
+    latest = Attempt.objects.filter(source=Source.PROBE, provider_id=OuterRef("pk")).order_by(
+        "-started_at", "-id"
+    )
+    rows = Provider.objects.annotate(last_probe_id=Subquery(latest.values("id")[:1])).values(
+        "pk", "probe_enabled", "probe_interval_s", "last_probe_id"
+    )
+    rows = list(rows)
+    attempts = Attempt.objects.in_bulk([r["last_probe_id"] for r in rows if r["last_probe_id"]])
+    probes = {}
+    for row in rows:
+        attempt = attempts.get(row["last_probe_id"])
+        last = None
+        if attempt is not None:
+            last = {
+                "at": attempt.started_at,
+                "model": attempt.model,
+                "outcome": attempt.outcome,
+                "latency_ms": attempt.latency_ms,
+                "error": redact(attempt.error_message)[:300],
+            }
+        probes[row["pk"]] = {
+            "enabled": row["probe_enabled"],
+            "interval_s": row["probe_interval_s"],
+            "last": last,
+        }
+    return probes
 
 
 def ledger_totals() -> dict:

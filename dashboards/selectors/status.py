@@ -9,6 +9,9 @@ Per provider + model (`models`): its circuit (providers.selectors.circuit_status
 reason, cooldown left, failures, failure rate, the last manual action) and its health
 (providers.services.health_recent: score, reasons, calls, latency, time to first token).
 Circuits are every worker's with REDIS_URL, this worker's without it (the breaker's state).
+
+Per provider (`probe`): whether its health probes are on, their interval, and the last probe's
+time, model, outcome and masked error (providers.selectors.provider_probes).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from dashboards.models import ProviderStatus
 from dashboards.outcomes import NOT_COUNTED_IN_ERROR_RATE, SUCCESS
 from dashboards.selectors.reliability import pct
 from providers.models import Attempt, Provider
-from providers.selectors import circuit_states, circuit_status
+from providers.selectors import circuit_states, circuit_status, provider_probes
 from providers.services import ProviderHealth, health_recent, redact
 
 RECENT = dt.timedelta(minutes=15)
@@ -118,6 +121,7 @@ def provider_status(*, now: dt.datetime, include_injected: bool = False, provide
     }
     circuits = _circuits_by_provider()
     models = _models_by_provider()
+    probes = provider_probes()
     rows = []
     for name in sorted(set(providers) | set(by_name)):
         if provider and name != provider:
@@ -138,6 +142,7 @@ def provider_status(*, now: dt.datetime, include_injected: bool = False, provide
                 "circuits": circuits.get(known.pk, []) if known else [],
                 "provider_id": known.pk if known else None,
                 "models": models.get(known.pk, []) if known else [],
+                "probe": probes.get(known.pk) if known else None,
             }
         )
     return rows

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
 from django.db import models
 
 from providers import secrets
@@ -27,6 +28,7 @@ DEFAULT_BASE_URLS = {
 }
 
 KINDS_NEEDING_KEY = {ProviderKind.OPENAI, ProviderKind.ANTHROPIC, ProviderKind.GEMINI}
+PROBE_MIN_INTERVAL_S = 10  # the probe schedule's tick: a shorter interval could not be kept
 
 
 class Provider(models.Model):
@@ -49,6 +51,23 @@ class Provider(models.Model):
         help_text="Kind-specific options, e.g. for simulated: latency_ms, failure_rate, "
         "failure_kinds, down, hang.",
     )
+    # Health probes (providers.services.probes): a one-token request every probe_interval_s.
+    probe_enabled = models.BooleanField(
+        "health probes", default=False, help_text="Send this provider a one-token request on a schedule."
+    )
+    probe_interval_s = models.PositiveIntegerField(
+        "probe interval (s)",
+        default=60,
+        validators=[MinValueValidator(PROBE_MIN_INTERVAL_S)],
+        help_text=f"Seconds between probes (at least {PROBE_MIN_INTERVAL_S}).",
+    )
+    probe_model = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="The model probed. Left blank: the model of this provider's first chain step.",
+    )
+    # When the last probe was claimed: the compare-and-set that keeps two beats from probing twice.
+    last_probe_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

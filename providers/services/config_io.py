@@ -23,7 +23,16 @@ from providers.models.chain import CHAIN_CONFIG_FIELDS, STEP_CONFIG_FIELDS
 from .config_apply import ImportRun
 
 CONFIG_VERSION = 1
-PROVIDER_FIELDS = ("name", "kind", "base_url", "enabled", "options")
+PROVIDER_FIELDS = (
+    "name",
+    "kind",
+    "base_url",
+    "enabled",
+    "options",
+    "probe_enabled",
+    "probe_interval_s",
+    "probe_model",
+)
 CHAIN_FIELDS = CHAIN_CONFIG_FIELDS
 STEP_FIELDS = STEP_CONFIG_FIELDS
 PRICE_FIELDS = (

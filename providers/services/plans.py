@@ -65,6 +65,11 @@ def _price(row: ModelPrice | None) -> Price | None:
     return Price(row.input_per_mtok, row.output_per_mtok, row.cached_input_per_mtok)
 
 
+def price_today(kind: str, model: str) -> Price | None:
+    """The engine's price for a provider kind and model today; None: unpriced."""
+    return _price(price_lookup(kind, model))
+
+
 def _step_plan(chain: FallbackChain, step: ChainStep, *, with_keys: bool) -> StepPlan:
     price_row = price_lookup(step.provider.kind, step.model)
     capability = capability_lookup(step.provider.kind, step.model)

@@ -36,6 +36,7 @@ def provider_data(**overrides: str) -> dict[str, str]:
         "enabled": "on",
         "options": "{}",
         "api_key": "",
+        "probe_interval_s": "60",  # as the form renders it
     }
     data.update(overrides)
     return data

@@ -4,8 +4,10 @@ scripts/test runs the suite twice: the SQLite pass runs these with the broker fo
 (rana_site/broker_fs.py) in a tmp dir, the PostgreSQL pass with the test Redis as broker
 (tests/celery_worker.py). The worker has its own database, seeded with manage.py and read with
 SQL: the rollup reconcile repairs a lost rollup hour; retention deletes exactly the ledger rows
-older than RANA_RETENTION_DAYS and keeps the rest and every rollup; and a task whose worker is
-killed with SIGKILL mid-run runs again once another worker starts, with its effect made once.
+older than RANA_RETENTION_DAYS and keeps the rest and every rollup; the health probes' task
+probes a provider on the fake upstream and records a probe completion in the worker's database;
+and a task whose worker is killed with SIGKILL mid-run runs again once another worker starts,
+with its effect made once.
 """
 
 from __future__ import annotations
@@ -159,6 +161,29 @@ def test_the_worker_runs_retention_which_prunes_exactly_the_old_rows_and_keeps_r
     assert {str(c) for (c,) in stack.database.query("SELECT id FROM providers_completion")} == kept
     assert stack.database.query("SELECT count(*) FROM providers_attempt")[0][0] == kept_attempts
     assert _rollup_totals(stack.database) == rollups
+
+
+def test_the_worker_runs_the_probe_task_which_records_a_probe_completion(stack, worker, upstream):
+    base_url = upstream.base_url_for("openai_compatible")
+    stack.database.manage(
+        "shell", "-c",
+        "from providers.models import Provider; Provider.objects.create(name='probed', "
+        f"kind='openai_compatible', base_url='{base_url}', probe_enabled=True, probe_model='primary')",
+    )  # fmt: skip
+
+    stack.broker.send("providers.tasks.probes_run")
+    sql = (
+        "SELECT c.outcome, c.chain_id, a.source, a.model, a.outcome FROM providers_completion c"
+        " JOIN providers_attempt a ON a.completion_id = c.id"
+        " WHERE c.source = 'probe' AND a.provider_name = 'probed'"
+    )
+    rows = wait_for(lambda: stack.database.query(sql), 30, "the probe's rows")
+    assert rows == [("success", None, "probe", "primary", "success")]
+    assert upstream.last_request.json["max_tokens"] == 1
+    [(last_probe_at,)] = stack.database.query(
+        "SELECT last_probe_at FROM providers_provider WHERE name = 'probed'"
+    )
+    assert last_probe_at is not None  # claimed: the next tick does not probe it again before its interval
 
 
 @pytest.mark.parametrize("kind", ["filesystem", pytest.param("redis", marks=pytest.mark.redis)])
