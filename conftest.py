@@ -15,6 +15,7 @@ import pytest
 TEST_ENV = {
     "DEBUG": "1",
     "RANA_ALLOWED_UPSTREAM_HOSTS": "127.0.0.1,localhost",
+    "RANA_ALLOWED_WEBHOOK_HOSTS": "127.0.0.1",
     "RANA_LEDGER_MODE": "sync",
     "CELERY_TASK_ALWAYS_EAGER": "1",
     "RANA_STATICFILES_STORAGE": "django.contrib.staticfiles.storage.StaticFilesStorage",
@@ -54,6 +55,7 @@ def pytest_configure(config):
     _sqlite_test_database_on_disk(settings)
 
     settings.RANA_ALLOWED_UPSTREAM_HOSTS = os.environ["RANA_ALLOWED_UPSTREAM_HOSTS"].split(",")
+    settings.RANA_ALLOWED_WEBHOOK_HOSTS = os.environ["RANA_ALLOWED_WEBHOOK_HOSTS"].split(",")
     settings.RANA_LEDGER_MODE = os.environ["RANA_LEDGER_MODE"]
     settings.RANA_JOURNAL_DIR = os.environ["RANA_JOURNAL_DIR"]
     settings.RANA_CELERY_DIR = Path(os.environ["RANA_CELERY_DIR"])

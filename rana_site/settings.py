@@ -75,6 +75,8 @@ RANA_ALLOWED_UPSTREAM_HOSTS = env.list("RANA_ALLOWED_UPSTREAM_HOSTS", default=[]
 RANA_ALLOWED_IMAGE_HOSTS = env.list("RANA_ALLOWED_IMAGE_HOSTS", default=[])
 RANA_IMAGE_MAX_BYTES = env.int("RANA_IMAGE_MAX_BYTES", default=5 * 1024 * 1024)
 RANA_IMAGE_FETCH_TIMEOUT_S = env.float("RANA_IMAGE_FETCH_TIMEOUT_S", default=10.0)
+# Alert webhooks (alerts app): hosts that may be private (its own list, like the image hosts).
+RANA_ALLOWED_WEBHOOK_HOSTS = env.list("RANA_ALLOWED_WEBHOOK_HOSTS", default=[])
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -92,6 +94,7 @@ INSTALLED_APPS = [
     "playground",
     "dashboards",
     "gateway",
+    "alerts",
 ]
 
 MIDDLEWARE = [
@@ -240,6 +243,9 @@ else:
         "unacked_restore_throttle": 1,
     }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# The queue tasks are sent to (and workers take from) unless told otherwise: one per RANA install
+# sharing a Redis, or per test worker.
+CELERY_TASK_DEFAULT_QUEUE = env.str("RANA_CELERY_QUEUE", default="celery")
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)  # tests only
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
@@ -247,6 +253,24 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_CONCURRENCY = env.int("RANA_CELERY_CONCURRENCY", default=1)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
+
+# Alerts (alerts app; evaluated by alerts.tasks.alerts_evaluate on the beat schedule, every
+# 30 s by default, editable in the admin): a failed delivery is retried RANA_ALERT_RETRIES times,
+# the first after RANA_ALERT_RETRY_BASE_S, doubling up to RANA_ALERT_RETRY_CAP_S; each webhook
+# POST may take RANA_ALERT_WEBHOOK_TIMEOUT_S. E-mail goes through Django's EMAIL_* settings.
+RANA_ALERT_RETRIES = env.int("RANA_ALERT_RETRIES", default=6)
+RANA_ALERT_RETRY_BASE_S = env.float("RANA_ALERT_RETRY_BASE_S", default=30.0)
+RANA_ALERT_RETRY_CAP_S = env.float("RANA_ALERT_RETRY_CAP_S", default=3600.0)
+RANA_ALERT_WEBHOOK_TIMEOUT_S = env.float("RANA_ALERT_WEBHOOK_TIMEOUT_S", default=10.0)
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="rana@localhost")
 
 # Ledger retention (providers.tasks.ledger_retention, daily): completions and their attempts
 # older than this many days are deleted; the dashboards' rollups are kept. 0 keeps everything.

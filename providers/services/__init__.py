@@ -1,6 +1,6 @@
 """The providers service layer's public surface: what spokes call to write and to run prompts.
 
-Spokes (playground, dashboards, gateway) import from here, `providers.selectors` (reads),
+Spokes (playground, dashboards, gateway, alerts) import from here, `providers.selectors` (reads),
 `providers.types` (results and errors), `providers.models` and `providers.signals`, and
 nothing else of `providers` (an import-linter contract in CI holds them to it). The modules
 of this package are the hub's insides.
@@ -9,6 +9,7 @@ of this package are the hub's insides.
 from providers.redaction import redact
 from providers.services.breaker import BreakerUnavailable
 from providers.services.breaker_controls import circuit_force
+from providers.services.budget import budget_usage
 from providers.services.completions import complete, complete_sync
 from providers.services.faults import FAULT_CHOICES, STREAM_CUT, FaultSpec
 from providers.services.health import WINDOW_S as HEALTH_WINDOW_S
@@ -31,6 +32,13 @@ from providers.services.simulation import (
     simulation_chains,
 )
 from providers.services.streaming import stream
+from providers.services.webhooks import (
+    secret_decrypt,
+    secret_encrypt,
+    secret_mask,
+    webhook_post,
+    webhook_url_check,
+)
 
 __all__ = [
     "ATTEMPT_FIELDS",
@@ -47,6 +55,7 @@ __all__ = [
     "Incident",
     "ProviderHealth",
     "SimRequest",
+    "budget_usage",
     "circuit_force",
     "complete",
     "complete_sync",
@@ -62,9 +71,14 @@ __all__ = [
     "prices_load",
     "provider_health",
     "redact",
+    "secret_decrypt",
+    "secret_encrypt",
+    "secret_mask",
     "service_shutdown",
     "service_start",
     "simulation_chains",
     "sniff_media_type",
     "stream",
+    "webhook_post",
+    "webhook_url_check",
 ]

@@ -246,6 +246,17 @@ def budget_spent(*, scopes: tuple[BudgetScope, ...], now: dt.datetime | None = N
     return spent
 
 
+def budget_usage(
+    *, kind: str, ident: str, daily: Decimal | None, monthly: Decimal | None, now: dt.datetime | None = None
+) -> list[tuple[str, Decimal, Decimal]]:
+    """(period, limit, spent) for each limit of one chain (`ident`: its id) or gateway key (its
+    prefix), spend read as budgets read it (blocking): what alerts compare with their limits."""
+    now = now or timezone.now()
+    scope = BudgetScope(kind, ident, daily, monthly)
+    spent = budget_spent(scopes=(scope,), now=now)
+    return [(limit.period, limit.limit, spent[limit.name]) for limit in _limits_of((scope,), now)]
+
+
 def _json_chars(value) -> int:
     return len(json.dumps(value, default=str, separators=(",", ":"))) if value else 0
 

@@ -229,7 +229,8 @@ def test_a_tool_defined_from_the_example_is_called_answered_by_hand_and_the_mode
     pg.wait_for_timeout(200)
     wide = pg.evaluate(
         """[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > 391)
-           .map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right)).slice(0, 8)"""
+           .map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))
+           .slice(0, 8)"""
     )
     assert pg.evaluate("document.documentElement.scrollWidth") <= 390, wide
     pg.screenshot(path=screenshot_path("playground-tool-narrow"), full_page=True)
