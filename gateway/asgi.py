@@ -135,7 +135,8 @@ async def _serve(scope: Scope, receive: Receive, send: Send, headers: dict[str, 
     watcher = asyncio.get_running_loop().create_task(disconnect.watch())
     response: ApiResponse | None = None
     try:
-        response = await dispatch(ApiRequest(scope["method"], scope["path"], headers, body))
+        query = scope.get("query_string", b"").decode("latin-1")
+        response = await dispatch(ApiRequest(scope["method"], scope["path"], headers, body, query))
         await _send(response, send)
     except asyncio.CancelledError:
         if not disconnect.gone:

@@ -43,6 +43,7 @@ async def api(request: HttpRequest) -> HttpResponse:
     if body is None:
         return _django_response(body_too_large(settings.RANA_API_MAX_BODY_BYTES).response())
     headers = {name.lower(): value for name, value in request.headers.items()}
+    query = request.META.get("QUERY_STRING", "")
     return _django_response(
-        await chat.dispatch(ApiRequest(request.method or "GET", request.path, headers, body))
+        await chat.dispatch(ApiRequest(request.method or "GET", request.path, headers, body, query))
     )

@@ -95,6 +95,7 @@ INSTALLED_APPS = [
     "dashboards",
     "gateway",
     "alerts",
+    "batches",
 ]
 
 MIDDLEWARE = [
@@ -274,6 +275,9 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="rana@localhost")
 
 # Ledger retention (providers.tasks.ledger_retention, daily): completions and their attempts
 # older than this many days are deleted; the dashboards' rollups are kept. 0 keeps everything.
+# Batch runs (batches/): a runner heartbeats its batch every second; a redelivered task takes a
+# batch over once its heartbeat is older than this (the runner died).
+RANA_BATCH_LEASE_S = env.float("RANA_BATCH_LEASE_S", default=30.0)
 RANA_RETENTION_DAYS = env.int("RANA_RETENTION_DAYS", default=90)
 if RANA_RETENTION_DAYS < 0:
     raise ImproperlyConfigured("RANA_RETENTION_DAYS must be 0 (keep forever) or a number of days.")

@@ -12,6 +12,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("playground/", include("playground.urls")),
+    path("batches/", include("batches.urls")),
     path("dashboards/", include("dashboards.urls")),
     path("status/", views_status.status, name="status"),
     path("status.json", views_status.status_json, name="status-json"),

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SPOKES = ("playground", "dashboards", "gateway", "alerts", "rana_site")
+SPOKES = ("playground", "dashboards", "gateway", "alerts", "batches", "rana_site")
 INSIDES = {"prepared", "ledger", "_engine_stream", "_recorder", "plan"}  # a result's or service's internals
 
 

@@ -8,6 +8,7 @@ import time
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from gateway.api import batches as batch_api
 from gateway.api.errors import ApiError, api_error
 from gateway.api.http import JSON, ApiRequest, ApiResponse, json_response
 from gateway.api.params import ChatCall, chat_call_parse
@@ -135,7 +136,10 @@ def method_not_allowed(allowed: str) -> ApiResponse:
 
 
 def not_found(request: ApiRequest) -> ApiResponse:
-    message = f"Unknown URL {request.method} {request.path}: RANA serves /v1/chat/completions and /v1/models."
+    message = (
+        f"Unknown URL {request.method} {request.path}: "
+        "RANA serves /v1/chat/completions, /v1/models and /v1/batches."
+    )
     return ApiError(404, message, code="unknown_url").response()
 
 
@@ -148,4 +152,6 @@ async def dispatch(request: ApiRequest) -> ApiResponse:
         return await models(request)
     if path.startswith("/v1/models/"):
         return await models(request, path.removeprefix("/v1/models/"))
+    if path == "/v1/batches" or path.startswith("/v1/batches/"):
+        return await batch_api.route(request, path.removeprefix("/v1/batches"))
     return not_found(request)

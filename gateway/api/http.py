@@ -21,6 +21,7 @@ class ApiRequest:
     path: str
     headers: Mapping[str, str]  # lower-case names
     body: bytes = b""
+    query: str = ""  # the query string, undecoded
 
 
 @dataclass(slots=True)
