@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 
 from providers.models import ChainStep, FallbackChain, Provider, ProviderKind
 from providers.models.chain import CHAIN_CONFIG_FIELDS, STEP_CONFIG_FIELDS
-from providers.models.provider import KINDS_NEEDING_KEY
+from providers.models.provider import KINDS_NEEDING_KEY, PROVIDER_CONFIG_FIELDS
 from providers.services.chain_rules import StepDraft, chain_steps_problem
 
 
@@ -36,16 +36,7 @@ class ProviderAdminForm(forms.ModelForm):
 
     class Meta:
         model = Provider
-        fields = [
-            "name",
-            "kind",
-            "base_url",
-            "enabled",
-            "options",
-            "probe_enabled",
-            "probe_interval_s",
-            "probe_model",
-        ]
+        fields = list(PROVIDER_CONFIG_FIELDS)
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()

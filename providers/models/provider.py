@@ -113,3 +113,17 @@ class Provider(models.Model):
             raise ValidationError({"base_url": str(exc)}) from exc
         if not isinstance(self.options, dict):
             raise ValidationError({"options": "Options must be a JSON object."})
+
+
+# What an operator sets on a provider (the admin form and config as code): not its key, which
+# is entered on its own and never exported.
+PROVIDER_CONFIG_FIELDS = (
+    "name",
+    "kind",
+    "base_url",
+    "enabled",
+    "options",
+    "probe_enabled",
+    "probe_interval_s",
+    "probe_model",
+)

@@ -19,20 +19,12 @@ from django.db import transaction
 
 from providers.models import FallbackChain, ModelPrice, Provider
 from providers.models.chain import CHAIN_CONFIG_FIELDS, STEP_CONFIG_FIELDS
+from providers.models.provider import PROVIDER_CONFIG_FIELDS
 
 from .config_apply import ImportRun
 
 CONFIG_VERSION = 1
-PROVIDER_FIELDS = (
-    "name",
-    "kind",
-    "base_url",
-    "enabled",
-    "options",
-    "probe_enabled",
-    "probe_interval_s",
-    "probe_model",
-)
+PROVIDER_FIELDS = PROVIDER_CONFIG_FIELDS
 CHAIN_FIELDS = CHAIN_CONFIG_FIELDS
 STEP_FIELDS = STEP_CONFIG_FIELDS
 PRICE_FIELDS = (
