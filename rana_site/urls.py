@@ -18,6 +18,7 @@ urlpatterns = [
     path("status.json", views_status.status_json, name="status-json"),
     path("status/circuits/", views_status.circuit, name="status-circuit"),
     path("completions/", include("gateway.urls_pages")),
+    path("requests/", include("gateway.requestlog.urls")),
     path("alerts/", include("alerts.urls")),
     path("v1/", include("gateway.urls")),  # served by gateway.asgi under ASGI (see rana_site/asgi.py)
 ]

@@ -19,6 +19,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 
+from dashboards.charts.log_links import log_base_url
 from dashboards.forms import filters_from_request
 from dashboards.outcomes import PALETTE
 from dashboards.selectors.filters import Filters
@@ -41,6 +42,9 @@ class ChartData:
     label_title: str = ""
     note: str = ""
     right_axis: tuple[int, ...] = ()  # series drawn against a second value axis, on the right
+    # The request log's filters per label and per series (charts.log_links); None: no links.
+    log_points: list[dict[str, str]] | None = None
+    log_series: list[dict[str, str]] | None = None
 
     @property
     def empty(self) -> bool:
@@ -115,8 +119,17 @@ class LedgerChartView(BaseLineChartView):
             horizontal=chart.horizontal,
             note=chart.note,
             empty=chart.empty,
+            log=self.log_links(),
         )
         return context
+
+    def log_links(self) -> dict | None:
+        """The request log's URL for each bar or point (see charts.log_links)."""
+        chart = self.chart
+        if chart.log_points is None:
+            return None
+        series = chart.log_series or [{} for _ in chart.series_names]
+        return {"url": log_base_url(self.filters), "points": chart.log_points, "series": series}
 
     # CSV and table
     def rows(self) -> list[list]:

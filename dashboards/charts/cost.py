@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 from dashboards.charts.base import ChartData, LedgerChartView
+from dashboards.charts.log_links import chain_points, named, time_points
 from dashboards.outcomes import OUTCOME_COLORS, outcome_label
-from dashboards.selectors.cost import failure_cost, fallback_premium, spend_by, spend_series, tokens_series
+from dashboards.selectors.cost import (
+    OTHER,
+    failure_cost,
+    fallback_premium,
+    spend_by,
+    spend_series,
+    tokens_series,
+)
 from dashboards.selectors.filters import Filters
 
 
 class _SpendSeriesChart(LedgerChartView):
     by = "provider_name"
+    param = "provider"  # the request log's filter for one series
 
     def build(self, f: Filters) -> ChartData:
         data = spend_series(f, self.by)
@@ -21,6 +30,8 @@ class _SpendSeriesChart(LedgerChartView):
             data=[data["values"][name] for name in data["names"]],
             unit="usd",
             stacked=True,
+            log_points=time_points(data["keys"], f),
+            log_series=named(self.param, data["names"], skip=(OTHER,)),
         )
 
 
@@ -29,7 +40,7 @@ class SpendByProviderChart(_SpendSeriesChart):
 
 
 class SpendByModelChart(_SpendSeriesChart):
-    name, title, by = "spend-by-model", "Spend by model", "model"
+    name, title, by, param = "spend-by-model", "Spend by model", "model", "model"
 
 
 class TokensChart(LedgerChartView):
@@ -47,6 +58,7 @@ class TokensChart(LedgerChartView):
             unit="tokens",
             colors=["#2457c5", "#e0822c", "#2a9d8f"],
             note="Cached input is part of input.",
+            log_points=time_points(data["keys"], f),
         )
 
 
@@ -68,6 +80,7 @@ class FailureCostChart(LedgerChartView):
             horizontal=True,
             colors=[OUTCOME_COLORS.get(c, "#999999") for c in classes],
             note="Upstream time spent per failure class.",
+            log_points=named("provider", data["providers"]),
         )
 
 
@@ -84,11 +97,13 @@ class FallbackPremiumChart(LedgerChartView):
             unit="usd",
             colors=["#e0822c", "#2457c5"],
             note="Blank bar: the first step has no price.",
+            log_points=[p | {"fallback": "yes"} for p in chain_points([r["chain_id"] for r in rows])],
         )
 
 
 class _SpendByChart(LedgerChartView):
     dimension = "source"
+    param = "source"  # the request log's filter for one bar
     empty_label = "(none)"
 
     def build(self, f: Filters) -> ChartData:
@@ -100,6 +115,7 @@ class _SpendByChart(LedgerChartView):
             data=[[r["cost_usd"] for r in rows]],
             unit="usd",
             horizontal=True,
+            log_points=named(self.param, [r["name"] for r in rows]),
         )
 
 
@@ -108,9 +124,10 @@ class SpendBySourceChart(_SpendByChart):
 
 
 class SpendByKeyChart(_SpendByChart):
-    name, title, dimension, empty_label = (
+    name, title, dimension, param, empty_label = (
         "spend-by-key",
         "Spend by gateway key",
         "gateway_key_prefix",
+        "key",
         "(no key)",
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dashboards.charts.base import ChartData, LedgerChartView
+from dashboards.charts.log_links import chain_points, named, time_points
 from dashboards.outcomes import OUTCOME_COLORS, outcome_label
 from dashboards.selectors.filters import Filters
 from dashboards.selectors.percentiles import latency_percentiles
@@ -31,6 +32,8 @@ class RatesChart(LedgerChartView):
             unit="%",
             colors=["#1f8a4c", "#2457c5", "#c0392b"],
             right_axis=(0,),
+            log_points=time_points(data["keys"], f),
+            log_series=[{"outcome": "success"}, {"fallback": "yes"}, {}],
         )
 
 
@@ -47,6 +50,7 @@ class AttemptsByProviderChart(LedgerChartView):
             stacked=True,
             horizontal=True,
             colors=[OUTCOME_COLORS.get(o, "#999999") for o in data["outcomes"]],
+            log_points=named("provider", data["providers"]),
         )
 
 
@@ -64,6 +68,7 @@ class FailureRatesChart(LedgerChartView):
             stacked=True,
             colors=[OUTCOME_COLORS.get(c, "#999999") for c in data["classes"]],
             note="Share of each provider's attempts (skips and cancellations left out).",
+            log_points=named("provider", data["providers"]),
         )
 
 
@@ -83,6 +88,7 @@ class _PercentileChart(LedgerChartView):
             horizontal=True,
             colors=["#2a9d8f", "#e0822c"],
             note=f"Successful attempts; {method}.",
+            log_points=[{"provider": r["provider_name"], "model": r["model"]} for r in rows],
         )
 
 
@@ -116,4 +122,10 @@ class FunnelChart(LedgerChartView):
             horizontal=True,
             colors=colors,
             note="Share of each chain's finished requests.",
+            log_points=chain_points([c["chain_id"] for c in chains]),
+            log_series=[
+                {"outcome": "success", "fallback": "yes" if i else "no"}
+                for i in range(len(data["positions"]))
+            ]
+            + [{"outcome": "cache_hit"}, {"outcome": "failed"}],
         )

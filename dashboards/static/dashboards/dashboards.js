@@ -44,6 +44,23 @@
     return missing(i - 1) && missing(i + 1) ? 3 : 0;
   }
 
+  // The request log for one bar or point: the chart's log URL with the point's filters (its
+  // time slot or category), then the series' (outcome, provider ...) when a bar was hit.
+  function logUrl(log, index, datasetIndex) {
+    if (!log || !log.points || !log.points[index]) return null;
+    const url = new URL(log.url, window.location.origin);
+    const series = datasetIndex === null ? {} : log.series[datasetIndex] || {};
+    Object.entries({ ...log.points[index], ...series }).forEach(([k, v]) => url.searchParams.set(k, v));
+    return url.pathname + url.search;
+  }
+
+  function clickedUrl(chart, event, log) {
+    const hit = chart.getElementsAtEventForMode(event, "nearest", { intersect: true }, false)[0];
+    if (hit) return logUrl(log, hit.index, hit.datasetIndex);
+    const near = chart.getElementsAtEventForMode(event, "index", { intersect: false }, false)[0];
+    return near ? logUrl(log, near.index, null) : null;
+  }
+
   function config(payload) {
     const valueAxis = payload.horizontal ? "x" : "y";
     const categoryAxis = payload.horizontal ? "y" : "x";
@@ -76,6 +93,13 @@
         responsive: true, maintainAspectRatio: false, animation: { duration: 250 },
         indexAxis: payload.horizontal ? "y" : "x",
         interaction: { mode: "index", intersect: false },
+        onClick: (event, _elements, chart) => {
+          const url = clickedUrl(chart, event, payload.log);
+          if (url) window.location.assign(url);
+        },
+        onHover: (event, elements, chart) => {
+          chart.canvas.style.cursor = payload.log && elements.length ? "pointer" : "";
+        },
         scales,
         plugins: {
           legend: { position: "bottom", labels: { boxWidth: 10, boxHeight: 10, color: TEXT, usePointStyle: true } },

@@ -1,0 +1,165 @@
+"""Reads for the request log: one resolved LogQuery, keyset pages over (created_at, id).
+
+Pages never use OFFSET: a page is "the next N rows before (or after) this (created_at, id)",
+which stays one index range scan however deep the page, and neither skips nor repeats a row
+when many completions share a timestamp. The cursor is "<created_at in µs since 1970>_<id hex>".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import Exists, OuterRef, Q, QuerySet
+
+from providers.models import Attempt, Completion
+
+PAGE_SIZE = 50
+EXPORT_PAGE_SIZE = 1_000
+COLUMNS = (
+    "id", "created_at", "chain_slug", "source", "gateway_key_prefix", "stream", "outcome",
+    "error_class", "answered_provider__name", "answered_model", "answered_step", "fallback_used",
+    "attempt_count", "latency_ms", "ttft_ms", "input_tokens", "output_tokens", "cost_usd",
+)  # fmt: skip
+SEARCH_KEY, SEARCH_ERROR, SEARCH_PROMPT = "key", "error", "prompt"
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True)
+class Cursor:
+    created_at: dt.datetime
+    id: uuid.UUID
+
+    def __str__(self) -> str:  # URL-safe: microseconds since the epoch, then the id
+        micros = (self.created_at - EPOCH) // dt.timedelta(microseconds=1)
+        return f"{micros}_{self.id.hex}"
+
+    @classmethod
+    def parse(cls, raw: str) -> Cursor:
+        """A cursor from its text; ValueError when it is not one."""
+        micros, _, hex_id = raw.partition("_")
+        try:
+            created_at = EPOCH + dt.timedelta(microseconds=int(micros))
+        except OverflowError:
+            raise ValueError("a cursor's time is out of range") from None
+        return cls(created_at, uuid.UUID(hex=hex_id))
+
+
+@dataclass(frozen=True)
+class LogQuery:
+    """What to show: every field optional (None or "" means no filter)."""
+
+    start: dt.datetime | None = None  # aware; inclusive
+    end: dt.datetime | None = None  # aware; exclusive
+    chain_id: int | None = None
+    provider: str = ""  # a provider tried by any attempt (its name)
+    model: str = ""  # a model tried by any attempt (with the provider when both are given)
+    outcome: str = ""
+    source: str = ""
+    key_prefix: str = ""  # exact gateway key prefix
+    fallback: bool | None = None
+    cost_above: Decimal | None = None
+    latency_above: float | None = None  # ms
+    request_id: uuid.UUID | None = None  # search: this request only
+    search: str = ""
+    search_in: str = SEARCH_ERROR
+
+
+@dataclass(frozen=True)
+class LogPage:
+    rows: list[dict[str, Any]]
+    older: Cursor | None  # the cursor for the next (older) page, None at the end
+    newer: Cursor | None  # the cursor for the previous (newer) page, None on the first
+
+
+def _attempt_filter(q: LogQuery) -> Q | None:
+    wanted = Q()
+    if q.provider:
+        wanted &= Q(provider_name=q.provider)
+    if q.model:
+        wanted &= Q(model=q.model)
+    if q.search and q.search_in == SEARCH_ERROR:
+        wanted &= Q(error_message__icontains=q.search)
+    return wanted or None
+
+
+def log_queryset(q: LogQuery) -> QuerySet[Completion]:
+    """Completions matching the query, unordered."""
+    rows = Completion.objects.all()
+    if q.request_id is not None:
+        return rows.filter(pk=q.request_id)
+    exact = {
+        "created_at__gte": q.start,
+        "created_at__lt": q.end,
+        "chain_id": q.chain_id,
+        "outcome": q.outcome or None,
+        "source": q.source or None,
+        "gateway_key_prefix": q.key_prefix or None,
+        "fallback_used": q.fallback,
+        "cost_usd__gt": q.cost_above,
+        "latency_ms__gt": q.latency_above,
+    }
+    rows = rows.filter(**{name: value for name, value in exact.items() if value is not None})
+    if q.search and q.search_in == SEARCH_KEY:
+        rows = rows.filter(gateway_key_prefix__startswith=q.search)
+    if (attempts := _attempt_filter(q)) is not None:
+        rows = rows.filter(Exists(Attempt.objects.filter(attempts, completion_id=OuterRef("pk"))))
+    return rows
+
+
+def _before(c: Cursor) -> Q:  # (created_at, id) < cursor, written as one range on created_at
+    return Q(created_at__lte=c.created_at) & ~Q(created_at=c.created_at, id__gte=c.id)
+
+
+def _after(c: Cursor) -> Q:
+    return Q(created_at__gte=c.created_at) & ~Q(created_at=c.created_at, id__lte=c.id)
+
+
+def _cursor(row: dict[str, Any]) -> Cursor:
+    return Cursor(row["created_at"], row["id"])
+
+
+def log_page(
+    q: LogQuery, *, older_than: Cursor | None = None, newer_than: Cursor | None = None, size: int = PAGE_SIZE
+) -> LogPage:
+    """One page, newest first: the first page, the page before `older_than`, or the page after
+    `newer_than` (still shown newest first)."""
+    rows = log_queryset(q)
+    if newer_than is not None:
+        found = list(
+            rows.filter(_after(newer_than)).order_by("created_at", "id").values(*COLUMNS)[: size + 1]
+        )
+        if not found:  # nothing newer: the first page
+            return log_page(q, size=size)
+        more_newer = len(found) > size
+        found = found[:size][::-1]
+        return LogPage(
+            rows=found,
+            older=_cursor(found[-1]),
+            newer=_cursor(found[0]) if found and more_newer else None,
+        )
+    if older_than is not None:
+        rows = rows.filter(_before(older_than))
+    found = list(rows.order_by("-created_at", "-id").values(*COLUMNS)[: size + 1])
+    more_older = len(found) > size
+    found = found[:size]
+    return LogPage(
+        rows=found,
+        older=_cursor(found[-1]) if more_older else None,
+        newer=_cursor(found[0]) if found and older_than is not None else None,
+    )
+
+
+def log_rows(q: LogQuery, *, page_size: int = EXPORT_PAGE_SIZE) -> Iterator[dict[str, Any]]:
+    """Every matching row, newest first, read one keyset page at a time (for exports)."""
+    cursor = None
+    while True:
+        page = log_page(q, older_than=cursor, size=page_size)
+        yield from page.rows
+        if page.older is None:
+            return
+        cursor = page.older
