@@ -28,6 +28,12 @@ from rana_site.serve import exit_with_master  # noqa: E402
 
 exit_with_master(settings.RANA_SHUTDOWN_TIMEOUT_S)
 
+# RANA_METRICS under scripts/serve: forget the live gauges of workers that died (this one may
+# replace one of them); their counters stay in the shared folder.
+from rana_site.serve import metrics_worker_start  # noqa: E402
+
+metrics_worker_start()
+
 # What is loaded by now (Django, the apps, their modules) lives as long as the process: move it
 # out of the cyclic garbage collector's reach, so full collections stop walking it. Measured
 # with the API under load: full collections went from up to 60 ms each to under 2 ms, and

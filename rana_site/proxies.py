@@ -35,8 +35,9 @@ FORWARDED_HEADERS = (
 )
 
 
-def parse_trusted_proxies(values: Iterable[str]) -> tuple[Network, ...]:
-    """IP addresses and CIDRs ("10.0.0.5", "10.0.0.0/8", "fd00::/8"); ValueError naming a bad one."""
+def parse_trusted_proxies(values: Iterable[str], name: str = "RANA_TRUSTED_PROXIES") -> tuple[Network, ...]:
+    """IP addresses and CIDRs ("10.0.0.5", "10.0.0.0/8", "fd00::/8"); ValueError naming a bad one
+    (and the setting `name`)."""
     networks = []
     for value in values:
         value = value.strip()
@@ -45,7 +46,7 @@ def parse_trusted_proxies(values: Iterable[str]) -> tuple[Network, ...]:
         try:
             networks.append(ipaddress.ip_network(value, strict=False))
         except ValueError:
-            raise ValueError(f"RANA_TRUSTED_PROXIES: {value!r} is not an IP address or CIDR") from None
+            raise ValueError(f"{name}: {value!r} is not an IP address or CIDR") from None
     return tuple(networks)
 
 
@@ -63,6 +64,11 @@ def _address(value: str) -> Address | None:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped
     return address
+
+
+def address_in(value: str, networks: tuple[Network, ...]) -> bool:
+    """True when the address `value` (as client_address gives it) is in one of `networks`."""
+    return _trusted(_address(value or ""), networks)
 
 
 def _trusted(address: Address | None, networks: tuple[Network, ...]) -> bool:

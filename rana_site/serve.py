@@ -120,12 +120,49 @@ def exit_with_master(timeout_s: float) -> None:
     threading.Thread(target=watch, name="rana-master-watch", daemon=True).start()
 
 
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's multiprocess mode
+
+
+def metrics_folder_prepare(settings: Any) -> None:
+    """RANA_METRICS=1: the workers keep their series in RANA_METRICS_DIR (prometheus_client's
+    multiprocess mode), emptied now: counters start from zero with the master, as Prometheus
+    expects of a restarted target. Off: the variable is removed, nothing is written."""
+    if not settings.RANA_METRICS:
+        os.environ.pop(MULTIPROC_ENV, None)
+        return
+    folder = Path(settings.RANA_METRICS_DIR)
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in folder.glob("*.db"):
+        path.unlink()
+    os.environ[MULTIPROC_ENV] = str(folder)
+
+
+def metrics_worker_start() -> None:
+    """In a worker (called by rana_site.asgi): the live gauges of workers that died, the one this
+    worker replaces among them, are dropped (mark_process_dead); their counters and histograms
+    stay, so totals never go back. Nothing happens outside multiprocess mode."""
+    folder = os.environ.get(MULTIPROC_ENV)
+    if not folder or not Path(folder).is_dir():
+        return
+    from prometheus_client import multiprocess
+
+    pids = set()
+    for path in Path(folder).glob("*.db"):
+        pid = path.stem.rsplit("_", 1)[-1]
+        if pid.isdigit():
+            pids.add(int(pid))
+    for pid in pids - {os.getpid()}:
+        if not _running(pid):
+            multiprocess.mark_process_dead(pid, folder)
+
+
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rana_site.settings")
     from django.conf import settings
 
     args = granian_args(settings)
     _raise_open_files_limit()
+    metrics_folder_prepare(settings)
     os.environ[MASTER_PID] = str(os.getpid())  # granian keeps this PID (exec)
     sys.stdout.flush()
     os.execv(sys.executable, [sys.executable, "-m", "granian", *args])  # noqa: S606 (no shell wanted)

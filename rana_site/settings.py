@@ -302,12 +302,22 @@ if not DEBUG:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
 
+# LOG_FORMAT: "text" (the default) or "json" (one JSON object a line, and one `rana.completion`
+# line per finished request: rana_site/logs.py, providers/services/observe.py).
+LOG_FORMAT = env.str("LOG_FORMAT", default="text").strip().lower()
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"redact": {"()": "providers.secrets.RedactingFilter"}},
+    "formatters": {"json": {"()": "rana_site.logs.JsonFormatter"}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "filters": ["redact"]},
+        "console": {
+            "class": "logging.StreamHandler",
+            "filters": ["redact"],
+            **({"formatter": "json"} if LOG_FORMAT == "json" else {}),
+        },
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
@@ -316,6 +326,21 @@ LOGGING = {
         "httpcore": {"level": "WARNING"},
     },
 }
+
+# Prometheus /metrics (README "Metrics, traces and logs"): off unless RANA_METRICS=1; then only
+# for a bearer RANA_METRICS_TOKEN and/or a client in RANA_METRICS_ALLOW (IPs or CIDRs, the client
+# address as RANA_TRUSTED_PROXIES tells it); with neither, loopback clients only. Several
+# workers: scripts/serve keeps their series in RANA_METRICS_DIR (emptied at start).
+RANA_METRICS = env.bool("RANA_METRICS", default=False)
+RANA_METRICS_TOKEN = env.str("RANA_METRICS_TOKEN", default="")
+RANA_METRICS_ALLOW = env.list("RANA_METRICS_ALLOW", default=[])
+try:
+    RANA_METRICS_ALLOW_NETWORKS = parse_trusted_proxies(
+        RANA_METRICS_ALLOW or ([] if RANA_METRICS_TOKEN else ["127.0.0.1", "::1"]), "RANA_METRICS_ALLOW"
+    )
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
+RANA_METRICS_DIR = env.str("RANA_METRICS_DIR", default=str(VAR_DIR / "metrics"))
 
 # OpenAI-compatible API (/v1/): the largest request body accepted (413 past it).
 RANA_API_MAX_BODY_BYTES = env.int("RANA_API_MAX_BODY_BYTES", default=8 * 1024 * 1024)

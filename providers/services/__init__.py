@@ -20,6 +20,7 @@ from providers.services.inputs import messages_normalise, params_normalise
 from providers.services.ledger import Caller
 from providers.services.ledger_wait import completion_timeline_await, ledger_await
 from providers.services.lifecycle import service_shutdown, service_start
+from providers.services.observe import metrics_exposition
 from providers.services.prices import prices_load
 from providers.services.recorder import ActivityWindow, ledger_batch, ledger_flush, ledger_lag
 from providers.services.simulation import (
@@ -67,6 +68,7 @@ __all__ = [
     "ledger_lag",
     "ledger_simulate",
     "messages_normalise",
+    "metrics_exposition",
     "params_normalise",
     "prices_load",
     "provider_health",

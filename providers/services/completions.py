@@ -30,7 +30,7 @@ from providers.engine.types import ChatParams, Choice, Message, ProviderError, T
 from providers.http_client import shared_client
 from providers.models import Completion, CompletionOutcome, FallbackChain
 from providers.models.ledger import new_request_id
-from providers.services import budget, budget_refusals, response_cache
+from providers.services import budget, budget_refusals, observe, response_cache
 from providers.services.breaker import get_breaker
 from providers.services.breaker_policy import BreakerPolicy
 from providers.services.chains import LoadedChain, NoUsableStep, achain_cached, chain_load
@@ -182,6 +182,7 @@ async def _refused(ledger: RequestLedger, exc: budget.BudgetExceeded) -> None:
     values = ledger.completion_values(
         CompletionOutcome.BUDGET_BLOCKED, error_class="budget_blocked", error_message=str(exc)
     )
+    observe.request_ended(values, [])
     row = budget_refusals.refusals.refused(key, values)
     if row is not None:
         completion = PendingRow(Completion, row)
@@ -227,6 +228,7 @@ def engine_deps(
             ledger.attempt(record)
         finally:  # the breaker hears of it even when the ledger raised (a probe slot is freed)
             gate.record(record)
+            observe.attempt_ended(record, ledger.chain_slug)
 
     deps = {
         "adapter_for": get_adapter,
@@ -256,8 +258,12 @@ def with_faults(
     return {**(overrides or {}), "adapter_for": adapter_for_with_faults(bound, base)}
 
 
-async def _finish(ledger: RequestLedger, outcome: CompletionOutcome, **fields) -> None:
-    await _announce(ledger.finish(outcome, **fields), ledger)
+async def _finish(
+    ledger: RequestLedger, outcome: CompletionOutcome, response_model: str | None = None, **fields
+) -> None:
+    row = ledger.finish(outcome, **fields)
+    observe.request_ended(row.fields, ledger.attempts, response_model=response_model)
+    await _announce(row, ledger)
 
 
 async def _announce(row: PendingRow, ledger: RequestLedger) -> None:
@@ -304,7 +310,7 @@ async def record_cache_hit(prepared: Prepared) -> CompletionResult:
 
 async def record_success(prepared: Prepared, result: EngineResult) -> CompletionResult:
     ledger, loaded = prepared.ledger, prepared.loaded
-    await _finish(ledger, CompletionOutcome.SUCCESS)
+    await _finish(ledger, CompletionOutcome.SUCCESS, response_model=result.response.model or None)
     answered = next(a for a in reversed(result.attempts) if a.ok)
     if prepared.cache_key:
         await cache_run(

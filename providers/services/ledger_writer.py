@@ -230,6 +230,8 @@ class BufferedRecorder:
         wrote = self._drain(reader)
         if self._unannounced_rows and (hurry or time.monotonic() >= self._announce_due):
             self._announce()
+        if ledger_lag.on_backlog is not None:
+            ledger_lag.on_backlog(self.backlog())
         if wrote and settings.DEBUG:
             # DEBUG keeps every query in the connection's log (up to 9,000): in this
             # long-lived thread nothing else clears it, and the garbage collector would

@@ -23,7 +23,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -278,9 +278,15 @@ class LagHistogram:
     def __init__(self) -> None:
         self.counts = [0] * (len(self.EDGES_MS) + 1)
         self.max_ms = 0.0
+        # Who else hears of each batch's lags and of the backlog (the metrics, when on: observe.py).
+        self.on_lags: Callable[[list[float]], None] | None = None
+        self.on_backlog: Callable[[int], None] | None = None
 
     def add(self, lags_ms: Iterable[float]) -> None:
         edges = self.EDGES_MS
+        if self.on_lags is not None:
+            lags_ms = list(lags_ms)
+            self.on_lags(lags_ms)
         for lag in lags_ms:
             self.counts[bisect.bisect_left(edges, lag)] += 1
             self.max_ms = max(self.max_ms, lag)

@@ -1,11 +1,12 @@
-"""Every page needs a logged-in user; only the login page (and the health probe) do not."""
+"""Every page needs a logged-in user; only the login page (and the health probe, and /metrics with
+its own token and allowlist: test_metrics_view.py) do not."""
 
 from __future__ import annotations
 
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
-PUBLIC = {"/accounts/login/", "/healthz", "/admin/login/"}
+PUBLIC = {"/accounts/login/", "/healthz", "/admin/login/", "/metrics"}
 
 
 def plain_urls(patterns=None, prefix="/") -> list[str]:
