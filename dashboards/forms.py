@@ -13,10 +13,12 @@ from django.utils import timezone
 from dashboards.selectors.filters import (
     CUSTOM,
     DEFAULT_RANGE,
+    MAX_SPAN,
     RANGES,
     TZ_COOKIE,
     Filters,
     default_tz,
+    parse_local,
     resolve_range,
     tz_from,
 )
@@ -38,6 +40,7 @@ class FilterForm(forms.Form):
 
     def __init__(self, data: Any, *args: Any, options: FilterOptions, **kwargs: Any) -> None:
         super().__init__(data, *args, **kwargs)
+        self.options = options
         self.fields["chain"].choices = [("", "All chains"), *((s, n) for _, s, n in options.chains)]
         self.fields["provider"].choices = [("", "All providers"), *((p, p) for p in options.providers)]
         self.fields["model"].choices = [("", "All models"), *((m, m) for m in options.models)]
@@ -50,10 +53,61 @@ def _known(value: str | None, choices: list[tuple[str, str]]) -> str:
     return value if value and value in dict(choices) else ""
 
 
+def _range_errors(data: Any, tz: dt.tzinfo) -> dict[str, str]:
+    """Why the range asked for cannot be shown, by field ({} when it can)."""
+    range_key = data.get("range") or DEFAULT_RANGE
+    if range_key != CUSTOM:
+        return (
+            {} if range_key in RANGES else {"range": f"Unknown range “{range_key}”: pick one from the list."}
+        )
+    begin, finish = parse_local(data.get("start", ""), tz), parse_local(data.get("end", ""), tz)
+    errors = {}
+    if begin is None:
+        errors["start"] = "Give the date and time the range starts."
+    if finish is None:
+        errors["end"] = "Give the date and time the range ends."
+    if errors:
+        return errors
+    if finish <= begin:
+        return {"end": "The range ends before it starts: pick an end after the start."}
+    if finish - begin > MAX_SPAN:
+        return {"end": f"A custom range spans at most {MAX_SPAN.days} days."}
+    return {}
+
+
+def filter_errors(data: Any, fields: dict[str, forms.Field], tz: dt.tzinfo) -> dict[str | None, str]:
+    """Each filter value that cannot be shown (an unknown chain, provider, model or time zone,
+    a custom range that ends before it starts), with the words to show beside its field (None:
+    the time zone, which has no field)."""
+    errors: dict[str | None, str] = dict(_range_errors(data, tz))
+    for name in _CHOICES:
+        value = data.get(name)
+        if value and value not in dict(fields[name].choices):
+            errors[name] = f"Unknown {name} “{value}”: pick one from the list."
+    if data.get("tz") and tz_from(data["tz"]) is None:
+        errors[None] = f"Unknown time zone “{data['tz']}”: use an IANA name such as Europe/Paris."
+    return errors
+
+
+def _with_errors(form: FilterForm, data: Any, errors: dict[str | None, str]) -> FilterForm:
+    """The form showing what was asked for (the custom range as typed) and why it cannot be shown."""
+    if data.get("range") == CUSTOM:
+        form = FilterForm(
+            {**form.data, "range": CUSTOM, "start": data.get("start", ""), "end": data.get("end", "")},
+            options=form.options,
+        )
+    form.is_valid()
+    for name, words in errors.items():
+        form.add_error(name, words)
+    return form
+
+
 def filters_from_request(
     request: HttpRequest, *, now: dt.datetime | None = None
 ) -> tuple[Filters, FilterForm]:
-    """Resolved filters (unknown values dropped, never an error) and the filter form showing them."""
+    """Resolved filters and the filter form showing them. A value that cannot be shown is an
+    error on the form (`form.errors`; the pages show it instead of any figures) and is left
+    out of the filters, so the chart views still answer for the rest."""
     data = request.GET
     tz = tz_from(data.get("tz")) or tz_from(unquote(request.COOKIES.get(TZ_COOKIE, ""))) or default_tz()
     options = filter_options()
@@ -91,4 +145,6 @@ def filters_from_request(
         include_injected=bool(params["injected"]),
         params=params,
     )
-    return filters, FilterForm(params, options=options)
+    form = FilterForm(params, options=options)
+    errors = filter_errors(data, fields, tz)
+    return filters, _with_errors(form, data, errors) if errors else form

@@ -18,7 +18,7 @@ from dashboards.selectors.filters import Filters
 from dashboards.selectors.query import completion_sums
 from dashboards.selectors.reliability import reliability_summary
 from dashboards.selectors.status import provider_status
-from rana_site.htmx import page_or_fragment
+from rana_site.htmx import page_or_fragment, wants_fragment
 
 BODY_ID = "dashboard-body"
 WIDE = {"rates", "spend-by-provider", "spend-by-model", "tokens", "funnel"}
@@ -53,9 +53,14 @@ def _hidden_injected(f: Filters) -> int:
 def _dashboard(
     request: HttpRequest, page: str, charts: list, gather: Callable[[Filters], dict]
 ) -> HttpResponse:
+    """A dashboard page or its body; filters that cannot be shown are their errors instead of
+    any figures (400 for the page; 200 for htmx, which swaps no 4xx, so the error is seen)."""
     filters, form = filters_from_request(request)
     context = {"filters": filters, "form": form, "page": page, "charts": chart_cards(charts, filters)}
-    context |= gather(filters)
+    if form.errors:
+        context["empty"] = False
+    else:
+        context |= gather(filters)
     if context["empty"]:
         context["hidden_injected"] = _hidden_injected(filters)
     context["body_template"] = f"dashboards/_{page}_body.html"
@@ -66,6 +71,7 @@ def _dashboard(
             page="dashboards/dashboard_page.html",
             context=context,
             target=BODY_ID,
+            status=400 if form.errors and not wants_fragment(request, target=BODY_ID) else 200,
         )
 
 

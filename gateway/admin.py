@@ -9,6 +9,7 @@ from django.db.models import OuterRef, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.html import format_html
 
 from gateway.models import GatewayKey
 from gateway.services.keys import gateway_key_issue, gateway_key_revoke
@@ -59,6 +60,9 @@ class GatewayKeyAdmin(admin.ModelAdmin):
     )
     actions = ("revoke_keys",)
 
+    class Media:
+        js = ("js/copy.js",)  # the Copy button beside a new key
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[GatewayKey]:
         return (
             super()
@@ -96,8 +100,13 @@ class GatewayKeyAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
         messages.warning(
             request,
-            f"New key for “{obj.name}”: {plaintext} — copy it now: RANA stores only its hash "
-            "and will never show it again.",
+            format_html(
+                'New key for “{}”: <code id="new-gateway-key">{}</code> '
+                '<button type="button" data-copy-target="#new-gateway-key">Copy</button> '
+                "— copy it now: RANA stores only its hash and will never show it again.",
+                obj.name,
+                plaintext,
+            ),
         )
 
     @admin.action(description="Revoke the selected keys")

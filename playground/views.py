@@ -62,7 +62,8 @@ def _form_from_run(run: PlaygroundRun) -> tuple[PromptForm, Any]:
         "response_format": response_format.get("type", "text"),
         "schema": _schema_text(response_format) if response_format.get("type") == "json_schema" else "",
     }
-    return PromptForm(initial=initial), fault_formset(steps=chain_steps(run.chain_slug), initial=run.faults)
+    # Faults are for the one request they were set for: going on from a run starts without any.
+    return PromptForm(initial=initial), fault_formset(steps=chain_steps(run.chain_slug))
 
 
 @require_GET
@@ -73,7 +74,8 @@ def index(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def run_detail(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
-    """Reopen a run: its conversation with every timeline, ready to go on from it."""
+    """Reopen a run: its conversation with every timeline, ready to go on from it (with its
+    chain, system prompt and parameters; without its faults, which were for it alone)."""
     run = run_get(run_id=run_id, user_id=request.user.pk)
     if run is None:
         raise Http404("No such run.")
@@ -101,8 +103,9 @@ def _invalid(request: HttpRequest, form: PromptForm, faults: Any) -> HttpRespons
 
 def _started(request: HttpRequest, run: PlaygroundRun) -> HttpResponse:
     """htmx: the new turn (it executes itself); no JS: answer now, then show the run's page."""
-    if request.htmx:
-        return render(request, "playground/_turn_new.html", turn(run))
+    if request.htmx:  # the fault fields go back to "no fault": they were for this request only
+        next_faults = fault_formset(steps=chain_steps(run.chain_slug))
+        return render(request, "playground/_turn_new.html", {**turn(run), "next_faults": next_faults})
     claimed = async_to_sync(services.run_claim)(run_id=run.pk, user_id=request.user.pk)
     if claimed is not None:
         async_to_sync(services.run_execute)(claimed)

@@ -9,10 +9,11 @@ from adminsortable2.admin import SortableAdminBase, SortableTabularInline
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, QuerySet
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.views.decorators.http import require_POST
 
 from providers.admin_forms import (
     ChainStepForm,
@@ -36,6 +37,7 @@ from providers.models.chain import STEP_CONFIG_FIELDS
 from providers.selectors import chain_usable_steps, chains_without_usable_step, completion_timeline
 from providers.services.chain_rules import chain_default_claim, chain_steps_renumber
 from providers.services.plans import chain_what_if, chain_worst_case, what_if_usage
+from providers.services.probes import probe_report_words, provider_test_connection
 from providers.services.routing import usd
 
 admin.site.site_header = "RANA administration"
@@ -80,6 +82,38 @@ class ProviderAdmin(admin.ModelAdmin):
                 f"them fails at once: {listed}. Enable a step of another provider, or this provider again.",
                 messages.WARNING,
             )
+
+    actions = ["test_connection"]
+    change_form_template = "admin/providers/provider/change_form.html"
+
+    def get_urls(self) -> list:
+        test = self.admin_site.admin_view(require_POST(self.test_connection_view))
+        own = [path("<path:object_id>/test-connection/", test, name="providers_provider_test_connection")]
+        return own + super().get_urls()
+
+    def _test_one(self, request: HttpRequest, provider: Provider) -> None:
+        """One tiny request to the provider (max_tokens 1), its outcome told in words."""
+        try:
+            worked, words = probe_report_words(
+                provider_test_connection(provider=provider), provider_name=provider.name
+            )
+        except Exception as exc:  # the message is the answer: never a 500 for a provider's fault
+            worked, words = False, f"Could not test “{provider.name}”: {type(exc).__name__}: {exc}"
+        self.message_user(request, words, messages.SUCCESS if worked else messages.ERROR)
+
+    @admin.action(description="Test connection (one request, max_tokens 1)", permissions=["change"])
+    def test_connection(self, request: HttpRequest, queryset: QuerySet[Provider]) -> None:
+        for provider in queryset:
+            self._test_one(request, provider)
+
+    def test_connection_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        provider = self.get_object(request, object_id)
+        if provider is None:
+            raise Http404("No such provider.")
+        if not self.has_change_permission(request, provider):
+            raise PermissionDenied
+        self._test_one(request, provider)
+        return HttpResponseRedirect(reverse("admin:providers_provider_change", args=[provider.pk]))
 
     @admin.display(description="base URL")
     def effective_base_url(self, obj: Provider) -> str:
@@ -300,7 +334,14 @@ def _chain_providers(chain: FallbackChain) -> list[Provider]:
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
-    """The ledger is written by the fallback service only: view, filter, never edit."""
+    """The ledger is written by the fallback service only: view, filter, never edit. A row's
+    page shows each field named in `shown_as` through its display method (rounded figures,
+    steps counted from 1), as the list does."""
+
+    shown_as: dict[str, str] = {}
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list:
+        return [self.shown_as.get(name, name) for name in super().get_fields(request, obj)]
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -310,6 +351,19 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+def step_number(position: int | None) -> str:
+    """A chain step as the app counts it: from 1 (the ledger stores the 0-based position)."""
+    return "—" if position is None else str(position + 1)
+
+
+def ms_1dp(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.1f}"
+
+
+def usd_6dp(value: Any) -> str:
+    return "—" if value is None else f"{value:.6f}"
 
 
 def _search_ids(queryset: QuerySet, term: str, *, uuid_field: str, int_field: str | None = None) -> QuerySet:
@@ -327,6 +381,11 @@ def _search_ids(queryset: QuerySet, term: str, *, uuid_field: str, int_field: st
 @admin.register(Completion)
 class CompletionAdmin(ReadOnlyAdmin):
     readonly_fields = ["attempt_timeline"]
+    shown_as = {
+        "answered_step": "answered_step_shown",
+        "latency_ms": "latency_shown",
+        "cost_usd": "cost_shown",
+    }
     list_display = [
         "created_at",
         "id",
@@ -335,10 +394,11 @@ class CompletionAdmin(ReadOnlyAdmin):
         "outcome",
         "answered_provider",
         "answered_model",
+        "answered_step_shown",
         "attempt_count",
         "fallback_used",
-        "latency_ms",
-        "cost_usd",
+        "latency_shown",
+        "cost_shown",
     ]
     list_filter = ["outcome", "source", "chain", "answered_provider", "fallback_used", "created_at"]
     list_select_related = ["answered_provider"]
@@ -351,6 +411,18 @@ class CompletionAdmin(ReadOnlyAdmin):
             return queryset, False
         return _search_ids(queryset, search_term, uuid_field="pk"), False
 
+    @admin.display(description="step", ordering="answered_step")
+    def answered_step_shown(self, obj: Completion) -> str:
+        return step_number(obj.answered_step)
+
+    @admin.display(description="latency (ms)", ordering="latency_ms")
+    def latency_shown(self, obj: Completion) -> str:
+        return ms_1dp(obj.latency_ms)
+
+    @admin.display(description="cost (USD)", ordering="cost_usd")
+    def cost_shown(self, obj: Completion) -> str:
+        return usd_6dp(obj.cost_usd)
+
     @admin.display(description="Attempt timeline")
     def attempt_timeline(self, obj: Completion) -> str:
         """The same timeline the playground and the completion page show (one selector)."""
@@ -360,22 +432,35 @@ class CompletionAdmin(ReadOnlyAdmin):
 
 @admin.register(Attempt)
 class AttemptAdmin(ReadOnlyAdmin):
+    shown_as = {"step_position": "step_shown", "latency_ms": "latency_shown", "cost_usd": "cost_shown"}
     list_display = [
         "started_at",
         "completion_id",
         "provider_name",
         "model",
-        "step_position",
+        "step_shown",
         "retry_index",
         "outcome",
         "http_status",
-        "latency_ms",
-        "cost_usd",
+        "latency_shown",
+        "cost_shown",
     ]
     list_filter = ["outcome", "source", "chain", "provider", "started_at"]
     date_hierarchy = "started_at"
     search_fields = ["id"]
     search_help_text = "A request id (UUID) or an attempt number."
+
+    @admin.display(description="step", ordering="step_position")
+    def step_shown(self, obj: Attempt) -> str:
+        return step_number(obj.step_position)
+
+    @admin.display(description="latency (ms)", ordering="latency_ms")
+    def latency_shown(self, obj: Attempt) -> str:
+        return ms_1dp(obj.latency_ms)
+
+    @admin.display(description="cost (USD)", ordering="cost_usd")
+    def cost_shown(self, obj: Attempt) -> str:
+        return "unpriced" if obj.cost_usd is None and obj.unpriced else usd_6dp(obj.cost_usd)
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple:
         if not search_term.strip():

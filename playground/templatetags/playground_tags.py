@@ -10,6 +10,7 @@ from typing import Any
 
 from django import template
 
+from playground.snippets import run_snippets
 from playground.words import CANNOT_SERVE, needs_named
 from providers.services import redact
 
@@ -112,3 +113,17 @@ def with_words(attempts: Sequence[Any]) -> list[tuple[Any, str]]:
     attempts = list(attempts or [])
     following = [*attempts[1:], None]
     return [(a, redact(attempt_words(a, nxt))) for a, nxt in zip(attempts, following, strict=True)]
+
+
+@register.simple_tag(takes_context=True)
+def run_code(context: dict, run: Any) -> dict[str, str]:
+    """The run as a curl command and an OpenAI SDK call against this server's /v1."""
+    request = context.get("request")
+    base_url = request.build_absolute_uri("/v1") if request is not None else "http://127.0.0.1:8000/v1"
+    return run_snippets(
+        base_url=base_url,
+        chain_slug=run.chain_slug,
+        messages=run.messages,
+        params=run.params,
+        stream=run.stream,
+    )

@@ -56,6 +56,9 @@ class ProbeReport:
     model: str
     outcome: str  # the attempt's: success or a failure class
     request_id: uuid.UUID
+    latency_ms: float | None = None
+    http_status: int | None = None
+    error: str = ""
 
     def as_dict(self) -> dict:
         return {**asdict(self), "request_id": str(self.request_id)}
@@ -148,8 +151,18 @@ async def probe_send(step: StepPlan) -> ProbeReport:
         raise
     else:
         ledger.finish(CompletionOutcome.SUCCESS)
-    outcome = ledger.attempts[-1].outcome if ledger.attempts else "cancelled"
-    return ProbeReport(step.provider.id, step.model, str(outcome), ledger.request_id)
+    last = ledger.attempts[-1] if ledger.attempts else None
+    if last is None:
+        return ProbeReport(step.provider.id, step.model, "cancelled", ledger.request_id)
+    return ProbeReport(
+        step.provider.id,
+        step.model,
+        str(last.outcome),
+        ledger.request_id,
+        latency_ms=last.latency_ms,
+        http_status=last.http_status,
+        error=last.error_message,
+    )
 
 
 async def _send_all(steps: list[StepPlan]) -> list[ProbeReport]:
@@ -171,3 +184,43 @@ def probes_send_due(*, now: dt.datetime | None = None) -> list[ProbeReport]:
     claimed = probes_claim(now=now)
     steps = [step for p in Provider.objects.filter(pk__in=claimed) if (step := probe_step(p)) is not None]
     return asyncio.run(_send_all(steps)) if steps else []
+
+
+def provider_test_connection(*, provider: Provider) -> ProbeReport | None:
+    """The admin's "test connection": one probe of this provider now (its probe model, max_tokens
+    1, through its real adapter and the guarded client), whether or not probes are on for it.
+    It is recorded as any probe is (a `probe` completion and attempt, the breaker told), so the
+    ledger shows the test too. None: the provider has no model to ask (see probe_model)."""
+    step = probe_step(provider)
+    if step is None:
+        return None
+    return asyncio.run(_send_one(step))
+
+
+async def _send_one(step: StepPlan) -> ProbeReport:
+    try:
+        return await probe_send(step)
+    finally:
+        await shared_client_close()
+
+
+def probe_report_words(report: ProbeReport | None, *, provider_name: str) -> tuple[bool, str]:
+    """(worked, what happened in words) for a test connection."""
+    if report is None:
+        return False, (
+            f"Could not test “{provider_name}”: there is no model to ask. "
+            "Set its probe model, or use it in a chain step."
+        )
+    latency = f" in {report.latency_ms:.1f} ms" if report.latency_ms is not None else ""
+    if report.outcome == "success":
+        return (
+            True,
+            f"“{provider_name}” answered: model {report.model} replied{latency} "
+            f"(request {report.request_id}).",
+        )
+    status = f", HTTP {report.http_status}" if report.http_status else ""
+    error = f": {report.error[:300]}" if report.error else ""
+    return False, (
+        f"“{provider_name}” failed the test: model {report.model} — {report.outcome}{status}{latency}{error} "
+        f"(request {report.request_id})."
+    )

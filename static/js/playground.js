@@ -10,6 +10,12 @@
  * A button with data-pg-fill="<textarea id>" fills that textarea with the text of the element
  * named by data-pg-source (the tools and schema examples); data-pg-format also picks that
  * response format. Only the last turn of the thread offers to answer its tool calls.
+ *
+ * On a narrow screen the settings are a drawer: the Settings button (data-pg-settings-toggle)
+ * opens and closes it, its Close button and Escape close it, and a field error inside it
+ * opens it so the error is seen.
+ *
+ * A long prompt or answer (data-pg-collapse) is shown cut short with a "Show all" button.
  */
 (function () {
   "use strict";
@@ -37,6 +43,31 @@
     return false;
   }
 
+  function collapseLong(root) {
+    var found = root.matches && root.matches("[data-pg-collapse]") ? [root] : [];
+    if (root.querySelectorAll) root.querySelectorAll("[data-pg-collapse]").forEach(function (el) { found.push(el); });
+    found.forEach(function (el) {
+      if (el.dataset.pgCollapsed) return;
+      el.classList.add("is-collapsed");
+      if (el.scrollHeight <= el.clientHeight + 8) {
+        el.classList.remove("is-collapsed");
+        return;
+      }
+      el.dataset.pgCollapsed = "1";
+      var button = document.createElement("button");
+      button.type = "button";
+      button.className = "pg-link pg-show-all";
+      button.textContent = "Show all";
+      button.setAttribute("aria-expanded", "false");
+      button.addEventListener("click", function () {
+        var collapsed = el.classList.toggle("is-collapsed");
+        button.textContent = collapsed ? "Show all" : "Show less";
+        button.setAttribute("aria-expanded", collapsed ? "false" : "true");
+      });
+      el.insertAdjacentElement("afterend", button);
+    });
+  }
+
   function replaceWithHtml(el, html) {
     var tpl = document.createElement("template");
     tpl.innerHTML = html.trim();
@@ -44,6 +75,7 @@
     if (!fresh) return;
     el.replaceWith(fresh);
     htmx.process(fresh);
+    collapseLong(fresh);
     refreshBusy();
   }
 
@@ -114,11 +146,22 @@
     target.focus();
   }
 
+  function setSettingsOpen(open) {
+    var drawer = document.getElementById("pg-settings");
+    if (!drawer) return;
+    drawer.classList.toggle("is-open", open);
+    document.querySelectorAll("[data-pg-settings-toggle]").forEach(function (b) {
+      b.setAttribute("aria-expanded", open ? "true" : "false");
+    });
+  }
+
   htmx.onLoad(function (root) {
     var found = root.matches && root.matches("[data-stream-url]") ? [root] : [];
     root.querySelectorAll && root.querySelectorAll("[data-stream-url]").forEach(function (el) { found.push(el); });
     found.forEach(startStream);
     onlyLastTurnAnswersTools();
+    collapseLong(root);
+    if (document.querySelector("#pg-settings .has-error")) setSettingsOpen(true);
     refreshBusy();
   });
 
@@ -126,9 +169,15 @@
     if (event.target.closest("[data-pg-stop]")) stopAll();
     var fill = event.target.closest("[data-pg-fill]");
     if (fill) fillExample(fill);
+    if (event.target.closest("[data-pg-settings-toggle]")) {
+      var drawer = document.getElementById("pg-settings");
+      setSettingsOpen(!(drawer && drawer.classList.contains("is-open")));
+    }
+    if (event.target.closest("[data-pg-settings-close]")) setSettingsOpen(false);
   });
 
   document.addEventListener("keydown", function (event) {
+    if (event.key === "Escape") setSettingsOpen(false);
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && event.target.name === "message") {
       event.preventDefault();
       var form = event.target.form;
@@ -150,4 +199,8 @@
   });
 
   document.addEventListener("htmx:afterSettle", refreshBusy);
+  // A prompt shown inside a closed <details> can only be measured once it is opened.
+  document.addEventListener("toggle", function (event) {
+    if (event.target.open) collapseLong(event.target);
+  }, true);
 })();

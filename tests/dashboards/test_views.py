@@ -70,9 +70,56 @@ def test_filters_are_kept_in_chart_and_tab_links(admin_client, recent):
     assert 'value="main" selected' in html
 
 
-def test_unknown_filter_values_are_dropped(admin_client, recent):
-    html = admin_client.get(reverse("dashboards:index"), {"chain": "nope", "range": "9y"}).content.decode()
-    assert 'data-chart-url="/dashboards/charts/rates/?range=24h"' in html
+@pytest.mark.parametrize(
+    ("params", "field", "words"),
+    [
+        ({"chain": "nope"}, "chain", "Unknown chain “nope”"),
+        ({"provider": "nobody"}, "provider", "Unknown provider “nobody”"),
+        ({"range": "9y"}, "range", "Unknown range “9y”"),
+        ({"tz": "Mars/Olympus"}, None, "Unknown time zone “Mars/Olympus”"),
+        (
+            {"range": "custom", "start": "2025-03-02T10:00", "end": "2025-03-01T10:00"},
+            "end",
+            "The range ends before it starts",
+        ),
+        ({"range": "custom", "start": "yesterday", "end": "2025-03-01T10:00"}, "start", "Give the date"),
+    ],
+)
+@pytest.mark.parametrize("page", ["dashboards:index", "dashboards:cost"])
+def test_filters_that_cannot_be_shown_are_a_visible_error_not_other_figures(
+    admin_client, recent, params, field, words, page
+):
+    response = admin_client.get(reverse(page), params)
+    html = response.content.decode()
+    assert response.status_code == 400
+    assert 'id="filter-errors"' in html and words in html
+    assert "data-chart-url" not in html and 'class="kpis"' not in html  # no figures for other filters
+    if field:
+        assert html.count(words) == 2  # beside its field, and in the error box
+    fragment = admin_client.get(
+        reverse(page), params, HTTP_HX_REQUEST="true", HTTP_HX_TARGET="dashboard-body"
+    )
+    assert fragment.status_code == 200  # htmx swaps no 4xx: the error must reach the page
+    assert 'id="filter-errors"' in fragment.content.decode() and words in fragment.content.decode()
+
+
+def test_a_custom_range_is_kept_as_typed_beside_its_error(admin_client, recent):
+    params = {"range": "custom", "start": "2025-03-02T10:00", "end": "2025-03-01T10:00"}
+    html = admin_client.get(reverse("dashboards:index"), params).content.decode()
+    assert 'value="2025-03-02T10:00"' in html and 'value="2025-03-01T10:00"' in html
+    assert 'class="filters is-custom"' in html
+
+
+def test_a_valid_custom_range_shows_its_figures(admin_client, recent):
+    now = timezone.localtime(timezone.now())
+    params = {
+        "range": "custom",
+        "start": (now - dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M"),
+        "end": (now + dt.timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M"),
+    }
+    response = admin_client.get(reverse("dashboards:index"), params)
+    assert response.status_code == 200 and 'id="filter-errors"' not in response.content.decode()
+    assert "data-chart-url" in response.content.decode()
 
 
 def test_reliability_page_shows_figures_and_provider_status(admin_client, recent):

@@ -32,6 +32,14 @@ def test_adding_a_key_shows_it_once(admin_client, admin_user):
     assert shown[0] not in again.content.decode() and key.prefix in again.content.decode()
 
 
+def test_a_new_key_has_a_copy_button_beside_it(admin_client):
+    response = admin_client.post(reverse("admin:gateway_gatewaykey_add"), {"name": "bot"}, follow=True)
+    html = response.content.decode()
+    assert re.search(r'<code id="new-gateway-key">rana_[A-Za-z0-9]{40}</code>', html)
+    assert '<button type="button" data-copy-target="#new-gateway-key">Copy</button>' in html
+    assert "js/copy.js" in html
+
+
 def test_the_list_shows_status_chains_and_use_by_key(admin_client):
     key, _ = gateway_key_create(name="bot")
     Completion.objects.create(

@@ -146,14 +146,27 @@
 
   function init() {
     const refresh = rememberTimezone();
-    document.querySelectorAll("[data-dashboard-filters]").forEach((form) => {
-      toggleCustom(form);
-      form.addEventListener("change", () => toggleCustom(form));
+    document.querySelectorAll("[data-dashboard-filters]").forEach(toggleCustom);
+    // Delegated: Back and Forward swap in a new form (the page is reloaded from the server).
+    document.body.addEventListener("change", (event) => {
+      const form = event.target.closest("[data-dashboard-filters]");
+      if (form) toggleCustom(form);
     });
     window.htmx.onLoad((element) => {
       element.querySelectorAll("canvas[data-chart-url]").forEach(draw);
     });
     document.querySelectorAll("canvas[data-chart-url]").forEach(draw);
+    // Back/Forward: the old page's charts go with it; the restored page's are drawn afresh.
+    document.body.addEventListener("htmx:historyCacheMissLoad", () => {
+      document.querySelectorAll("canvas").forEach((canvas) => {
+        const chart = window.Chart.getChart(canvas);
+        if (chart) chart.destroy();
+      });
+    });
+    document.body.addEventListener("htmx:historyRestore", () => {
+      document.querySelectorAll("[data-dashboard-filters]").forEach(toggleCustom);
+      document.querySelectorAll("canvas[data-chart-url]").forEach(draw);
+    });
     document.body.addEventListener("htmx:beforeSwap", (event) => {
       event.detail.target.querySelectorAll("canvas").forEach((canvas) => {
         const chart = window.Chart.getChart(canvas);
