@@ -197,20 +197,20 @@ class SharedCircuits:
             self._mirror[key] = seen
 
     def _send(self, client, *, wait_s: float = -1) -> None:
-        """Send every queued verdict, in order. Another thread sending: it takes these too."""
+        """Send every queued verdict, in order. Another thread sending: it takes these too (it
+        goes on until the queue is empty, so a verdict queued while it sends is not left waiting
+        for the next round)."""
         if not self._send_lock.acquire(timeout=wait_s):
             return
         try:
-            ops = [self._pending.popleft() for _ in range(len(self._pending))]
-            if not ops:
-                return
-            try:
-                after = self.store.record_many(client, ops)
-            except RedisError as exc:
-                self._outage(exc, ops)
-                return
-            for key, seen in after:
-                self._see(key, seen)
+            while ops := [self._pending.popleft() for _ in range(len(self._pending))]:
+                try:
+                    after = self.store.record_many(client, ops)
+                except RedisError as exc:
+                    self._outage(exc, ops)
+                    return
+                for key, seen in after:
+                    self._see(key, seen)
         finally:
             self._send_lock.release()
 

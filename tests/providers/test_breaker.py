@@ -101,6 +101,7 @@ def test_the_cooldown_doubles_on_each_failed_probe_up_to_the_cap_and_resets_afte
     breaker.record(record("success"))  # the probe closes it
     assert not breaker.is_open(STEP)
     open_circuit(breaker)
+    breaker.flush()  # Redis: a verdict sent while the thread sends the queued success waits for it
     assert breaker.retry_in(STEP) == ("circuit_open", 30)  # back to the first cooldown
 
 
