@@ -24,7 +24,7 @@ from dashboards.models import ProviderStatus
 from dashboards.outcomes import NOT_COUNTED_IN_ERROR_RATE, SUCCESS
 from dashboards.selectors.reliability import pct
 from providers.models import Attempt, Provider
-from providers.selectors import circuit_states, circuit_status, provider_probes
+from providers.selectors import circuit_status, provider_probes
 from providers.services import ProviderHealth, health_recent, redact
 
 RECENT = dt.timedelta(minutes=15)
@@ -54,9 +54,9 @@ def _state(attempts: int, error_rate: float | None) -> str:
     return "degraded" if error_rate is not None and error_rate >= 10 else "healthy"
 
 
-def _circuits_by_provider() -> dict[int, list[dict]]:
+def _circuits_by_provider(states: list[dict]) -> dict[int, list[dict]]:
     circuits: dict[int, list[dict]] = {}
-    for state in circuit_states():
+    for state in states:
         if state["state"] != "closed":
             circuits.setdefault(state["provider_id"], []).append(state)
     return circuits
@@ -77,11 +77,11 @@ def _health_fields(health: ProviderHealth | None) -> dict:
     }
 
 
-def _models_by_provider() -> dict[int, list[dict]]:
+def _models_by_provider(states: list[dict]) -> dict[int, list[dict]]:
     """Each provider's models: every circuit a chain step uses or the breaker knows, and every
     model called in the health window, with both."""
     health = health_recent()
-    circuits = {(row["provider_id"], row["model"]): row for row in circuit_status()}
+    circuits = {(row["provider_id"], row["model"]): row for row in states}
     by_provider: dict[int, list[dict]] = {}
     for key in sorted(set(circuits) | set(health), key=lambda k: (k[0] or 0, k[1])):
         circuit = circuits.get(key, {})
@@ -119,8 +119,9 @@ def provider_status(*, now: dt.datetime, include_injected: bool = False, provide
         .values("provider_name")
         .annotate(n=Count("id", filter=counted), errors=Count("id", filter=counted & ~Q(outcome=SUCCESS)))
     }
-    circuits = _circuits_by_provider()
-    models = _models_by_provider()
+    states = circuit_status()  # one read of the breaker (a Redis round trip when shared)
+    circuits = _circuits_by_provider(states)
+    models = _models_by_provider(states)
     probes = provider_probes()
     rows = []
     for name in sorted(set(providers) | set(by_name)):
