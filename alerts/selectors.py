@@ -12,14 +12,8 @@ from django.db.models import Count, Prefetch, Q
 
 from alerts.models import AlertDelivery, AlertEvent
 from providers.models import Attempt, Completion
+from providers.services import NOT_A_CALL, PROVIDER_FAILURES  # as health counts them
 
-# What a call's outcome says about the provider: these failures are its own (the caller's,
-# context_length, content_filter and invalid_request, are calls but not its errors).
-PROVIDER_FAILURES = (
-    "rate_limited", "quota_exhausted", "server_error", "timeout", "connection_error",
-    "bad_response", "auth_error", "stream_interrupted",
-)  # fmt: skip
-NO_CALL = ("circuit_open", "capability_skipped", "cancelled")
 NO_WALK = ("running", "budget_blocked", "cache_hit")  # completions that tried no step
 
 
@@ -39,7 +33,7 @@ def fallback_rates(*, since: dt.datetime, chain_id: int | None = None) -> list[d
 def error_rates(*, since: dt.datetime, provider_id: int | None = None) -> list[dict]:
     """Per provider with calls since `since`: provider_id, provider_name, calls, errors."""
     rows = Attempt.objects.filter(started_at__gte=since, injected=False, provider_id__isnull=False)
-    rows = rows.exclude(outcome__in=NO_CALL)
+    rows = rows.exclude(outcome__in=NOT_A_CALL)
     if provider_id is not None:
         rows = rows.filter(provider_id=provider_id)
     return list(

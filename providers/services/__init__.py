@@ -12,8 +12,14 @@ from providers.services.breaker_controls import circuit_force
 from providers.services.budget import budget_usage
 from providers.services.completions import complete, complete_sync
 from providers.services.faults import FAULT_CHOICES, STREAM_CUT, FaultSpec
+from providers.services.health import (
+    NOT_A_CALL,
+    PROVIDER_FAILURES,
+    ProviderHealth,
+    health_recent,
+    provider_health,
+)
 from providers.services.health import WINDOW_S as HEALTH_WINDOW_S
-from providers.services.health import ProviderHealth, health_recent, provider_health
 from providers.services.image_parts import MEDIA_TYPES as IMAGE_MEDIA_TYPES
 from providers.services.image_parts import sniff_media_type
 from providers.services.inputs import messages_normalise, params_normalise
@@ -47,6 +53,8 @@ __all__ = [
     "FAULT_CHOICES",
     "HEALTH_WINDOW_S",
     "IMAGE_MEDIA_TYPES",
+    "NOT_A_CALL",
+    "PROVIDER_FAILURES",
     "STREAM_CUT",
     "ActivityWindow",
     "Behaviour",

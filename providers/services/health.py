@@ -33,13 +33,18 @@ from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from providers.engine.results import NO_CALL_OUTCOMES, SUCCESS
+from providers.engine.types import FailureClass
 from providers.models import Attempt
 from providers.redaction import redact
 
 WINDOW_S = 15 * 60
 CACHE_S = 5.0
 SAMPLES_PER_MODEL = 500
-NOT_COUNTED = NO_CALL_OUTCOMES | {"cancelled", "invalid_request", "context_length", "content_filter"}
+# One vocabulary of what an attempt says of its provider (health here, the alert rules too):
+NOT_A_CALL = NO_CALL_OUTCOMES | {FailureClass.CANCELLED.value}  # skipped, or cut off by the caller
+JUDGES_THE_REQUEST = frozenset({"invalid_request", "context_length", "content_filter"})  # not its errors
+NOT_COUNTED = NOT_A_CALL | JUDGES_THE_REQUEST
+PROVIDER_FAILURES = frozenset(c.value for c in FailureClass) - NOT_COUNTED  # the provider's own
 LATENCY_OK_S, LATENCY_POINTS_PER_S, LATENCY_MAX_POINTS = 2.0, 10, 30
 TTFT_OK_S, TTFT_POINTS_PER_S, TTFT_MAX_POINTS = 1.0, 10, 20
 ERROR_CHARS = 300
