@@ -226,6 +226,14 @@ class FallbackChainAdmin(SortableAdminBase, admin.ModelAdmin):
             },
         ),
         (
+            "Request bodies",
+            {
+                "description": "Off by default. Kept bodies are masked for provider keys and deleted "
+                "after RANA_BODY_RETENTION_DAYS; traces carry them too when tracing is on.",
+                "fields": [("body_logging", "body_log_chars")],
+            },
+        ),
+        (
             "Circuit breaker",
             {
                 "description": "Blank fields take the RANA_BREAKER_* settings. Circuits are per "

@@ -9,12 +9,22 @@ import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from django.db.models import Count, OuterRef, Subquery, Sum
+from django.db.models import Count, OuterRef, QuerySet, Subquery, Sum
 
 from providers.engine.cost import attempt_cost
 from providers.engine.results import NO_CALL_OUTCOMES
-from providers.models import Attempt, ChainStep, Completion, FallbackChain, Provider, Source
+from providers.models import (
+    Attempt,
+    BodyLogging,
+    ChainStep,
+    Completion,
+    CompletionBody,
+    FallbackChain,
+    Provider,
+    Source,
+)
 from providers.redaction import redact
+from providers.services.bodies import body_messages
 from providers.services.breaker import get_breaker
 from providers.services.breaker_controls import circuit_status
 from providers.services.completions import chain_resolve
@@ -23,6 +33,8 @@ from providers.services.plans import price_lookup
 __all__ = [
     "CompletionTimeline",
     "attempt_cost",
+    "bodies_kept",
+    "bodies_matching",
     "chain_list",
     "chain_resolve",
     "chain_usable_steps",
@@ -116,6 +128,12 @@ class CompletionTimeline:
 
     completion: Completion | None
     attempts: list[Attempt] = field(default_factory=list)
+    body: CompletionBody | None = None  # kept by chains with body logging on
+
+    @property
+    def messages(self) -> list[dict]:
+        """The kept conversation ([] without a body): role, content, tool calls, images."""
+        return body_messages(self.body.messages) if self.body else []
 
     @property
     def cost_usd(self) -> Decimal | None:
@@ -138,10 +156,23 @@ class CompletionTimeline:
         return called < self.completion.attempt_count
 
 
+def bodies_matching(text: str) -> QuerySet[CompletionBody]:
+    """Kept request bodies whose messages' text contains `text` (ASCII letters in any case)."""
+    return CompletionBody.objects.filter(prompt__icontains=text)
+
+
+def bodies_kept() -> bool:
+    """Whether any request body is kept, or any chain keeps them now."""
+    return (
+        FallbackChain.objects.exclude(body_logging=BodyLogging.OFF).exists()
+        or CompletionBody.objects.exists()
+    )
+
+
 def completion_timeline(*, request_id: uuid.UUID) -> CompletionTimeline | None:
     """The completion and attempts recorded under a request id; None when nothing is (yet)."""
     completion = Completion.objects.filter(pk=request_id).first()
     attempts = list(Attempt.objects.filter(completion_id=request_id).order_by("started_at", "id"))
     if completion is None and not attempts:
         return None
-    return CompletionTimeline(completion, attempts)
+    return CompletionTimeline(completion, attempts, CompletionBody.objects.filter(pk=request_id).first())

@@ -22,9 +22,10 @@ from providers.services.retention import ledger_prune
     time_limit=1900,
 )
 def ledger_retention(days: int | None = None) -> dict[str, Any]:
-    """Delete ledger rows older than `days` (default RANA_RETENTION_DAYS); scheduled daily."""
+    """Delete ledger rows older than `days` (default RANA_RETENTION_DAYS) and request bodies older
+    than RANA_BODY_RETENTION_DAYS; scheduled daily."""
     days = settings.RANA_RETENTION_DAYS if days is None else days
-    return ledger_prune(days=days).as_dict()
+    return ledger_prune(days=days, body_days=settings.RANA_BODY_RETENTION_DAYS).as_dict()
 
 
 @shared_task(

@@ -273,14 +273,17 @@ EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="rana@localhost")
 
-# Ledger retention (providers.tasks.ledger_retention, daily): completions and their attempts
-# older than this many days are deleted; the dashboards' rollups are kept. 0 keeps everything.
 # Batch runs (batches/): a runner heartbeats its batch every second; a redelivered task takes a
 # batch over once its heartbeat is older than this (the runner died).
 RANA_BATCH_LEASE_S = env.float("RANA_BATCH_LEASE_S", default=30.0)
+# Ledger retention (providers.tasks.ledger_retention, daily): completions and their attempts
+# older than this many days are deleted; the dashboards' rollups are kept. 0 keeps everything.
 RANA_RETENTION_DAYS = env.int("RANA_RETENTION_DAYS", default=90)
-if RANA_RETENTION_DAYS < 0:
-    raise ImproperlyConfigured("RANA_RETENTION_DAYS must be 0 (keep forever) or a number of days.")
+# Request bodies kept by chains with body logging on go sooner (0: as long as their completions).
+RANA_BODY_RETENTION_DAYS = env.int("RANA_BODY_RETENTION_DAYS", default=30)
+for _name in ("RANA_RETENTION_DAYS", "RANA_BODY_RETENTION_DAYS"):
+    if globals()[_name] < 0:
+        raise ImproperlyConfigured(f"{_name} must be 0 (keep forever) or a number of days.")
 
 # Ledger: attempts are written by a write-behind buffer flushed at this interval.
 RANA_LEDGER_FLUSH_MS = env.int("RANA_LEDGER_FLUSH_MS", default=50)

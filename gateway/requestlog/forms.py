@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from gateway.requestlog.query import SEARCH_ERROR, SEARCH_KEY, SEARCH_PROMPT, Cursor, LogQuery
 from providers.models import CompletionOutcome, FallbackChain, Source
+from providers.selectors import bodies_kept
 
 RANGES = {
     "1h": ("Last hour", dt.timedelta(hours=1)),
@@ -23,8 +24,8 @@ RANGES = {
 }
 TZ_COOKIE = "rana_tz"  # the viewer's timezone, set by the dashboards' script
 PROMPT_NEEDS_BODIES = (
-    "Search by prompt text needs body logging, and no request bodies are kept yet: "
-    "search by provider error text or key prefix instead."
+    "Search by prompt text needs body logging, and no chain keeps request bodies: turn it on "
+    'under a chain\'s "Request bodies" in the admin, or search by provider error text or key prefix.'
 )
 # Everything that narrows the log (the cursor, which only pages, is not a filter).
 FILTER_NAMES = (
@@ -118,7 +119,7 @@ class RequestLogForm(forms.Form):
             self.add_error("end", "The end must come after the start.")
         query = data.get("q", "").strip()
         data["q"] = query
-        if query and data.get("search_in") == SEARCH_PROMPT and not _is_uuid(query):
+        if query and data.get("search_in") == SEARCH_PROMPT and not _is_uuid(query) and not bodies_kept():
             self.add_error("q", PROMPT_NEEDS_BODIES)
         data["older_cursor"] = self._clean_cursor("older")
         data["newer_cursor"] = self._clean_cursor("newer")

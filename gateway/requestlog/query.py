@@ -17,6 +17,7 @@ from typing import Any
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from providers.models import Attempt, Completion
+from providers.selectors import bodies_matching
 
 PAGE_SIZE = 50
 EXPORT_PAGE_SIZE = 1_000
@@ -106,6 +107,8 @@ def log_queryset(q: LogQuery) -> QuerySet[Completion]:
     rows = rows.filter(**{name: value for name, value in exact.items() if value is not None})
     if q.search and q.search_in == SEARCH_KEY:
         rows = rows.filter(gateway_key_prefix__startswith=q.search)
+    if q.search and q.search_in == SEARCH_PROMPT:  # kept bodies only (chains with body logging on)
+        rows = rows.filter(Exists(bodies_matching(q.search).filter(completion_id=OuterRef("pk"))))
     if (attempts := _attempt_filter(q)) is not None:
         rows = rows.filter(Exists(Attempt.objects.filter(attempts, completion_id=OuterRef("pk"))))
     return rows

@@ -28,6 +28,14 @@ class ChainStrategy(models.TextChoices):
     HEALTHIEST_FIRST = "healthiest_first", "Healthiest first (health score)"
 
 
+class BodyLogging(models.TextChoices):
+    """Whether a chain's requests keep their messages and answer (providers.models.body)."""
+
+    OFF = "off", "Off: keep no messages or answers"
+    ON = "on", "On: keep the messages and the answer"
+    FIRST_CHARS = "first_chars", "The first N characters of each message and of the answer"
+
+
 class FallbackChain(models.Model):
     name = models.CharField(max_length=100, unique=True)
     slug = models.SlugField(max_length=100, unique=True, help_text="The model name API callers use.")
@@ -114,6 +122,22 @@ class FallbackChain(models.Model):
     )
     cache_ttl_s = models.PositiveIntegerField(
         "cache TTL (s)", null=True, blank=True, help_text="Blank: responses are not cached."
+    )
+    body_logging = models.CharField(
+        "keep request bodies",
+        max_length=16,
+        choices=BodyLogging.choices,
+        default=BodyLogging.OFF,
+        db_default=BodyLogging.OFF,
+        help_text="Kept bodies show on the completion page and in the request log's prompt search, "
+        "with provider keys masked; they are deleted after RANA_BODY_RETENTION_DAYS.",
+    )
+    body_log_chars = models.PositiveIntegerField(
+        "characters kept",
+        default=2000,
+        db_default=2000,
+        validators=[MinValueValidator(1), MaxValueValidator(1_000_000)],
+        help_text='With "the first N characters": N, per message and for the answer.',
     )
     # The circuit breaker for this chain's requests (blank: the RANA_BREAKER_* setting).
     breaker_enabled = models.BooleanField(
@@ -213,6 +237,8 @@ CHAIN_CONFIG_FIELDS = (
     "daily_budget_usd",
     "monthly_budget_usd",
     "cache_ttl_s",
+    "body_logging",
+    "body_log_chars",
     "breaker_enabled",
     "breaker_threshold",
     "breaker_failure_rate_pct",

@@ -54,6 +54,8 @@ class LoadedChain:
     monthly_budget_usd: object
     updated_at: float
     breaker: BreakerPolicy = DEFAULT_POLICY  # the settings with the chain's overrides
+    body_logging: str = "off"  # BodyLogging: whether requests keep their messages and answer
+    body_log_chars: int = 0  # with "first_chars": how many
 
 
 _lock = threading.Lock()
@@ -104,6 +106,8 @@ def _load(slug: str | None) -> LoadedChain:
         monthly_budget_usd=chain.monthly_budget_usd,
         updated_at=chain.updated_at.timestamp(),
         breaker=breaker_policy(chain),
+        body_logging=chain.body_logging,
+        body_log_chars=chain.body_log_chars,
     )
 
 

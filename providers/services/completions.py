@@ -28,9 +28,10 @@ from providers.engine.results import AllProvidersFailed, AttemptRecord, Cancelle
 from providers.engine.routing import Route
 from providers.engine.types import ChatParams, Choice, Message, ProviderError, ToolCall, Usage, request_needs
 from providers.http_client import shared_client
-from providers.models import Completion, CompletionOutcome, FallbackChain
+from providers.models import Completion, CompletionBody, CompletionOutcome, FallbackChain
 from providers.models.ledger import new_request_id
 from providers.services import budget, budget_refusals, observe, response_cache
+from providers.services.bodies import body_fields
 from providers.services.breaker import get_breaker
 from providers.services.breaker_policy import BreakerPolicy
 from providers.services.chains import LoadedChain, NoUsableStep, achain_cached, chain_load
@@ -259,10 +260,30 @@ def with_faults(
 
 
 async def _finish(
-    ledger: RequestLedger, outcome: CompletionOutcome, response_model: str | None = None, **fields
+    prepared: Prepared,
+    outcome: CompletionOutcome,
+    response_model: str | None = None,
+    answer: str = "",
+    tool_calls: Sequence[ToolCall] = (),
+    **fields,
 ) -> None:
+    """Record the completion row, and its body where the chain keeps bodies."""
+    ledger, loaded = prepared.ledger, prepared.loaded
     row = ledger.finish(outcome, **fields)
-    observe.request_ended(row.fields, ledger.attempts, response_model=response_model)
+    body = body_fields(
+        mode=loaded.body_logging,
+        chars=loaded.body_log_chars,
+        plan=prepared.plan,
+        request_id=ledger.request_id,
+        created_at=ledger.created_at,
+        messages=prepared.messages,
+        params=prepared.params,
+        answer=answer,
+        tool_calls=tool_calls,
+    )
+    if body is not None:
+        get_recorder().submit(PendingRow(CompletionBody, body))
+    observe.request_ended(row.fields, ledger.attempts, response_model=response_model, body=body)
     await _announce(row, ledger)
 
 
@@ -297,8 +318,9 @@ def cache_hit_result(prepared: Prepared) -> CompletionResult:
 async def record_cache_hit(prepared: Prepared) -> CompletionResult:
     result = cache_hit_result(prepared)
     await _finish(
-        prepared.ledger,
+        prepared,
         CompletionOutcome.CACHE_HIT,
+        answer=result.text,
         cost_usd=Decimal(0),
         answered_provider_id=prepared.cached.provider_id,
         answered_model=prepared.cached.model,
@@ -310,7 +332,14 @@ async def record_cache_hit(prepared: Prepared) -> CompletionResult:
 
 async def record_success(prepared: Prepared, result: EngineResult) -> CompletionResult:
     ledger, loaded = prepared.ledger, prepared.loaded
-    await _finish(ledger, CompletionOutcome.SUCCESS, response_model=result.response.model or None)
+    response = result.response
+    await _finish(
+        prepared,
+        CompletionOutcome.SUCCESS,
+        response_model=response.model or None,
+        answer=response.text or (f"(refused) {response.refusal}" if response.refusal else ""),
+        tool_calls=response.tool_calls,
+    )
     answered = next(a for a in reversed(result.attempts) if a.ok)
     if prepared.cache_key:
         await cache_run(
@@ -355,7 +384,7 @@ async def record_failure(prepared: Prepared, exc: AllProvidersFailed | Cancelled
     else:
         outcome = CompletionOutcome.FAILED
     await _finish(
-        prepared.ledger,
+        prepared,
         outcome,
         error_class=str(exc.failure_class),
         error_message=str(exc)[:4000],

@@ -1,7 +1,8 @@
 """Ledger rows to journal lines and back: one orjson array per row,
 [kind, {field: value}, submitted at (Unix seconds)].
 
-Kinds: "c" a completion and "a" an attempt, as they are to be written; "s" an upstream call
+Kinds: "c" a completion, "a" an attempt and "b" a completion's body (chains that keep
+bodies), as they are to be written; "s" an upstream call
 that started, carrying the attempt row to write should the process die before the call ends
 (and, on a request's first call, a fourth element: the completion to write should it die
 before the request ends). The writer never writes "s" rows while their process lives; it only
@@ -24,12 +25,12 @@ from typing import Any
 import orjson
 from django.db import models
 
-from providers.models import Attempt, Completion
+from providers.models import Attempt, Completion, CompletionBody
 
 from .recorder_rows import PendingRow, Row
 
-_TAGS: dict[type[models.Model], str] = {Completion: "c", Attempt: "a"}
-_MODELS = {"c": Completion, "a": Attempt, "s": Attempt}
+_TAGS: dict[type[models.Model], str] = {Completion: "c", Attempt: "a", CompletionBody: "b"}
+_MODELS = {"c": Completion, "a": Attempt, "b": CompletionBody, "s": Attempt}
 CALL_PREFIX = b'["s",{"completion_id":"'  # attempt_started puts completion_id first
 UUID_TEXT = 36
 

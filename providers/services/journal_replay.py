@@ -64,7 +64,7 @@ def replay_journal(folder: Path, write: Write, max_batch: int) -> int:
                 continue
             if kind == "c":
                 open_requests.pop(row.fields["id"], None)
-            else:
+            elif kind == "a":
                 open_calls.pop(_call_key(row.fields), None)
             if (segment, end) > committed:
                 to_write.append(row)

@@ -71,8 +71,10 @@ def request_ended(
     attempts: Sequence[AttemptRecord],
     *,
     response_model: str | None = None,
+    body: dict[str, Any] | None = None,
 ) -> None:
-    """A request ended (`values`: its completion row's values). A budget refusal is counted
+    """A request ended (`values`: its completion row's values; `body`: its CompletionBody values
+    when its chain keeps bodies, the only text a span may carry). A budget refusal is counted
     (each one, whether or not its sampled ledger row is written) but neither traced nor logged."""
     if _metrics_on():
         try:
@@ -84,7 +86,7 @@ def request_ended(
     if values.get("outcome") == "budget_blocked":
         return
     try:
-        tracing.request_traced(values, attempts, response_model=response_model)
+        tracing.request_traced(values, attempts, response_model=response_model, body=body)
     except Exception:
         log.exception("could not trace request %s", values.get("id"))
     if _State.json_log:

@@ -1,7 +1,7 @@
 """The ledger's write path: rows to the database in batches, and the process's recorder.
 
 `write_rows` writes one batch in one transaction through prepared inserts (no model
-instances, no per-batch statement compiling); completions are upserted by id and attempts
+instances, no per-batch statement compiling); completions and their bodies are upserted by id and attempts
 inserted with ON CONFLICT DO NOTHING on (completion, step, retry), so writing a row twice (a
 journal replay) changes nothing. The ledger_rows_written listeners (the dashboards' rollups)
 hear of written rows through `announce_rows`.
@@ -40,7 +40,7 @@ from django.db import (
 )
 from django.utils import timezone
 
-from providers.models import Attempt, Completion, JournalCursor
+from providers.models import Attempt, Completion, CompletionBody, JournalCursor
 from providers.signals import ledger_rows_written
 
 from .recorder_rows import PendingRow, Row
@@ -57,9 +57,6 @@ __all__ = [
 log = logging.getLogger("rana.ledger")
 
 _ATTEMPT_KEY = ("completion", "step_position", "retry_index")  # Attempt's attempt_unique_try
-_COMPLETION_UPDATE_FIELDS = [
-    f.name for f in Completion._meta.concrete_fields if f.name not in ("id", "created_at")
-]
 
 
 class _Table:
@@ -73,7 +70,7 @@ class _Table:
 
     _PLAIN = (models.IntegerField, models.CharField, models.FloatField, models.TextField, models.BooleanField)
 
-    def __init__(self, model: type[Completion] | type[Attempt], *, upsert: bool) -> None:
+    def __init__(self, model: type[models.Model], *, upsert: bool) -> None:
         self.model = model
         self.fields = [f for f in model._meta.concrete_fields if upsert or not f.primary_key]
         self.upsert = upsert
@@ -117,10 +114,10 @@ class _Table:
             sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders})"  # noqa: S608 (names from model metadata)
             if self.upsert:
                 pk = quote(self.model._meta.pk.column)
-                updates = ", ".join(
+                updates = ", ".join(  # every column but the id and when the request came
                     f"{quote(f.column)} = EXCLUDED.{quote(f.column)}"
                     for f in self.fields
-                    if f.name in _COMPLETION_UPDATE_FIELDS
+                    if not f.primary_key and f.name != "created_at"
                 )
                 sql += f" ON CONFLICT ({pk}) DO UPDATE SET {updates}"
             else:  # attempts: a replayed row is already there
@@ -145,6 +142,7 @@ class _Table:
 
 _COMPLETIONS = _Table(Completion, upsert=True)
 _ATTEMPTS = _Table(Attempt, upsert=False)
+_BODIES = _Table(CompletionBody, upsert=True)
 
 
 @dataclass(slots=True)
@@ -169,25 +167,35 @@ Position = tuple[str, int, int]  # (journal folder name, segment number, offset 
 
 
 def write_rows(rows: Iterable[Row], *, announce: bool = True, committed: Position | None = None) -> Written:
-    """Write one batch in one transaction: completions (upserted) first, then attempts.
+    """Write one batch in one transaction: completions (upserted) first, then attempts, then
+    bodies (upserted; the listeners never hear of them).
 
     With `announce`, ledger_rows_written listeners hear of the rows once the transaction
     commits; without, the caller announces what this returns (announce_rows) when it likes.
     `committed`: the journal position these rows reach, recorded in the same transaction."""
     completions: dict = {}
     attempts: list[list[Any]] = []
+    bodies: dict = {}
     for row in rows:
         model = row.model if isinstance(row, PendingRow) else type(row)
         if issubclass(model, Completion):
             values = _COMPLETIONS.values_of(row)
             completions[values[0]] = values  # the latest state of a completion wins
+        elif model is CompletionBody:
+            values = _BODIES.values_of(row)
+            bodies[values[0]] = values
         else:
             attempts.append(_ATTEMPTS.values_of(row))
     written = Written(list(completions.values()), attempts)
     db = connections[DEFAULT_DB_ALIAS]  # this thread's connection
+    batches = (
+        (_COMPLETIONS, written.completions),
+        (_ATTEMPTS, written.attempts),
+        (_BODIES, list(bodies.values())),
+    )
     with transaction.atomic():
         with db.cursor() as cursor:
-            for table, batch in ((_COMPLETIONS, written.completions), (_ATTEMPTS, written.attempts)):
+            for table, batch in batches:
                 if batch:
                     cursor.executemany(table.sql(db), [table.params(db, values) for values in batch])
         if committed is not None:
@@ -230,7 +238,7 @@ def written_of(rows: Iterable[Row]) -> Written:
         model = row.model if isinstance(row, PendingRow) else type(row)
         if issubclass(model, Completion):
             written.completions.append(_COMPLETIONS.values_of(row))
-        else:
+        elif model is not CompletionBody:
             written.attempts.append(_ATTEMPTS.values_of(row))
     return written
 

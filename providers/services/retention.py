@@ -1,11 +1,12 @@
-"""Ledger retention: completions older than an age are deleted with their attempts, in batches.
+"""Ledger retention: completions older than an age are deleted with their attempts and bodies,
+in batches; kept request bodies (body logging) go sooner, after an age of their own.
 
 Each batch is one transaction of at most BATCH completions and all their attempts (a request's
 attempts go with it, so no attempt outlives its completion), oldest first; a batch that fails
 rolls back alone, and what earlier batches deleted stays deleted. The dashboards' rollup tables
 are derived from the ledger and left alone: pruned days and hours still show from their rollup
-rows. Run daily by providers.tasks.ledger_retention (Celery beat) with RANA_RETENTION_DAYS, and
-by hand with `manage.py rana_prune` (--dry-run counts what would go).
+rows. Run daily by providers.tasks.ledger_retention (Celery beat) with RANA_RETENTION_DAYS and
+RANA_BODY_RETENTION_DAYS, and by hand with `manage.py rana_prune` (--dry-run counts what would go).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from providers.models import Attempt, Completion
+from providers.models import Attempt, Completion, CompletionBody
 
 logger = logging.getLogger(__name__)
 
@@ -32,42 +33,87 @@ class PruneReport:
     attempts: int = 0
     batches: int = 0
     dry_run: bool = False
+    bodies_before: dt.datetime | None = None  # None: bodies live as long as their completions
+    bodies: int = 0  # bodies deleted (or counted) on their own, before their completions
 
     def __str__(self) -> str:
+        done = "would prune" if self.dry_run else "pruned"
         if self.before is None:
-            return "ledger retention is off (0 days): nothing pruned"
-        done = "would prune" if self.dry_run else f"pruned in {self.batches} batches"
-        return (
-            f"ledger rows from before {self.before:%Y-%m-%d %H:%M} UTC: {done} "
-            f"{self.completions:,} completions and {self.attempts:,} attempts"
-        )
+            text = "ledger retention is off (0 days): no completions pruned"
+        else:
+            batches = "" if self.dry_run else f" in {self.batches} batches"
+            text = (
+                f"ledger rows from before {self.before:%Y-%m-%d %H:%M} UTC: {done}{batches} "
+                f"{self.completions:,} completions and {self.attempts:,} attempts"
+            )
+        if self.bodies_before is not None:
+            when = f"{self.bodies_before:%Y-%m-%d %H:%M}"
+            text += f"; request bodies from before {when} UTC: {done} {self.bodies:,}"
+        return text
 
     def as_dict(self) -> dict[str, Any]:
         before = self.before.isoformat() if self.before else None
-        return {"before": before, "completions": self.completions, "attempts": self.attempts}
+        bodies_before = self.bodies_before.isoformat() if self.bodies_before else None
+        return {
+            "before": before,
+            "completions": self.completions,
+            "attempts": self.attempts,
+            "bodies_before": bodies_before,
+            "bodies": self.bodies,
+        }
 
 
 def ledger_prune(
-    *, days: int, now: dt.datetime | None = None, batch_size: int = BATCH, dry_run: bool = False
+    *,
+    days: int,
+    body_days: int = 0,
+    now: dt.datetime | None = None,
+    batch_size: int = BATCH,
+    dry_run: bool = False,
 ) -> PruneReport:
-    """Delete the completions created more than `days` days before `now`, with their attempts;
-    `days=0` keeps everything. With `dry_run`, count them instead."""
-    if days <= 0:
-        return PruneReport(before=None, dry_run=dry_run)
-    before = (now or timezone.now()) - dt.timedelta(days=days)
+    """Delete the completions created more than `days` days before `now`, with their attempts and
+    bodies, then the bodies older than `body_days` (when that is sooner); 0 keeps them. With
+    `dry_run`, count them instead."""
+    now = now or timezone.now()
+    report = PruneReport(before=None, dry_run=dry_run)
+    if body_days > 0 and (days <= 0 or body_days < days):
+        report.bodies_before = now - dt.timedelta(days=body_days)
+    if days > 0:
+        report.before = now - dt.timedelta(days=days)
+        _completions_prune(report, batch_size)
+    if report.bodies_before is not None:
+        _bodies_prune(report, batch_size)
+    if not dry_run:
+        logger.info("%s", report)
+    return report
+
+
+def _completions_prune(report: PruneReport, batch_size: int) -> None:
+    before = report.before
     old = Completion.objects.filter(created_at__lt=before)
-    if dry_run:
-        attempts = Attempt.objects.filter(completion__created_at__lt=before).count()
-        return PruneReport(before=before, completions=old.count(), attempts=attempts, dry_run=True)
-    report = PruneReport(before=before)
+    if report.dry_run:
+        report.attempts = Attempt.objects.filter(completion__created_at__lt=before).count()
+        report.completions = old.count()
+        return
     while True:
         with transaction.atomic():
             ids = list(old.order_by("created_at").values_list("id", flat=True)[:batch_size])
             if not ids:
                 break
-            _, deleted = Completion.objects.filter(id__in=ids).delete()  # its attempts cascade
+            _, deleted = Completion.objects.filter(id__in=ids).delete()  # attempts and bodies cascade
         report.batches += 1
         report.completions += deleted.get(Completion._meta.label, 0)
         report.attempts += deleted.get(Attempt._meta.label, 0)
-    logger.info("%s", report)
-    return report
+
+
+def _bodies_prune(report: PruneReport, batch_size: int) -> None:
+    old = CompletionBody.objects.filter(created_at__lt=report.bodies_before)
+    if report.dry_run:
+        report.bodies = old.count()
+        return
+    while True:
+        with transaction.atomic():
+            ids = list(old.order_by("created_at").values_list("pk", flat=True)[:batch_size])
+            if not ids:
+                break
+            report.bodies += CompletionBody.objects.filter(pk__in=ids).delete()[0]

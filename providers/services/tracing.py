@@ -9,13 +9,16 @@ OTEL_TRACES_SAMPLER(_ARG). Exporters are found by the SDK's own entry points
 
 Spans are made when a request ends, from its ledger (start and end times as they were): one
 `chat {model}` span per request with GenAI semantic-convention attributes and rana.*
-attributes, and one child span per attempt. They carry names, numbers and classes only: never
-prompt or answer text, never error messages (an upstream may echo the prompt in them).
+attributes, and one child span per attempt. They carry names, numbers and classes only, never
+error messages (an upstream may echo the prompt in them), and prompt or answer text only for
+chains that keep bodies: then the request span has `gen_ai.input.messages` and
+`gen_ai.output.messages` (JSON, as masked and cut for the body row).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 from collections.abc import Sequence
 from importlib.metadata import entry_points
@@ -97,9 +100,14 @@ def _ns(when: dt.datetime) -> int:
 
 
 def request_traced(
-    values: dict[str, Any], attempts: Sequence[AttemptRecord], *, response_model: str | None = None
+    values: dict[str, Any],
+    attempts: Sequence[AttemptRecord],
+    *,
+    response_model: str | None = None,
+    body: dict[str, Any] | None = None,
 ) -> None:
-    """The request's span and one child per attempt (`values`: its completion row's values)."""
+    """The request's span and one child per attempt (`values`: its completion row's values;
+    `body`: its kept body's values, None when its chain keeps none)."""
     spans = tracer()
     if spans is None:
         return
@@ -131,6 +139,8 @@ def request_traced(
         attributes["rana.provider"] = answering.provider_name
     if values.get("error_class"):
         attributes["error.type"] = str(values["error_class"])
+    if body is not None:
+        attributes.update(_body_attributes(body))
     name = f"{OPERATION} {requested}".strip()
     span = spans.start_span(name, kind=trace.SpanKind.SERVER, start_time=start, attributes=attributes)
     outcome = str(values["outcome"])
@@ -140,6 +150,30 @@ def request_traced(
     for attempt in attempts:
         _attempt_span(spans, context, attempt)
     span.end(end_time=_ns(values["finished_at"]))
+
+
+def _body_attributes(body: dict[str, Any]) -> dict[str, str]:
+    """The GenAI conventions' gen_ai.input.messages / gen_ai.output.messages (JSON text:
+    [{"role", "parts": [{"type": "text" | "tool_call" | "tool_call_response", ...}]}]), from the
+    body row's values, so masked and cut as it is."""
+    inputs = []
+    for message in json.loads(body["messages"]):
+        parts: list[dict[str, Any]] = []
+        if message.get("role") == "tool":
+            response = {"type": "tool_call_response", "response": message["content"]}
+            parts.append(response | {"id": message.get("tool_call_id")})
+        elif message.get("content"):
+            parts.append({"type": "text", "content": message["content"]})
+        parts += _call_parts(message.get("tool_calls"))
+        inputs.append({"role": message["role"], "parts": parts})
+    answer = [{"type": "text", "content": body["answer"]}] if body.get("answer") else []
+    answer += _call_parts(body.get("answer_tool_calls"))
+    output = [{"role": "assistant", "parts": answer}] if answer else []
+    return {"gen_ai.input.messages": json.dumps(inputs), "gen_ai.output.messages": json.dumps(output)}
+
+
+def _call_parts(calls: list[dict[str, str]] | None) -> list[dict[str, Any]]:
+    return [{"type": "tool_call", "name": c["name"], "arguments": c["arguments"]} for c in calls or ()]
 
 
 def _attempt_span(spans: Any, context: Any, attempt: AttemptRecord) -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+import orjson
 import pytest
 from django.urls import reverse
 
 from gateway.requestlog.query import Cursor, LogQuery, log_page
+from providers.models import CompletionBody, FallbackChain
 from tests.gateway.request_log_seed import T0, completion, seed
 
 pytestmark = pytest.mark.django_db
@@ -81,6 +83,45 @@ def test_range_counts_back_from_now(admin_client):
 def test_search_by_request_id_key_prefix_and_provider_error(admin_client, params, expected):
     seed()
     assert _ids(admin_client.get(URL, params)) == expected
+
+
+def _kept(n: int, *messages: dict, answer: str = "") -> None:
+    CompletionBody.objects.create(
+        completion_id=uuid.UUID(int=n),
+        created_at=T0,
+        messages=orjson.dumps(list(messages)).decode(),
+        prompt="\n\n".join(m["content"] for m in messages),
+        answer=answer,
+    )
+
+
+@pytest.mark.parametrize(
+    ("q", "expected"),
+    [
+        ("invoice", [7, 3]),  # in a user turn, any case
+        ("INVOICE 42", [3]),
+        ('say "hi"', [7]),  # quotes, as typed
+        ("brief", [7]),  # a system turn is searched too
+        ("café", [5]),
+        ("the answer text", []),  # answers are not searched, only the prompt
+        ("role", []),  # nor the JSON's own keys
+    ],
+)
+def test_search_by_prompt_text_finds_kept_bodies(admin_client, q, expected):
+    seed()
+    _kept(3, {"role": "user", "content": "About invoice 42, please"}, answer="the answer text")
+    _kept(7, {"role": "system", "content": "Be brief"}, {"role": "user", "content": 'Invoice: say "hi"'})
+    _kept(5, {"role": "user", "content": "un café"})
+    response = admin_client.get(URL, {"q": q, "search_in": "prompt"})
+    assert response.status_code == 200, response.context["form"].errors
+    assert _ids(response) == expected
+
+
+def test_search_by_prompt_is_allowed_once_a_chain_keeps_bodies(admin_client):
+    seed()
+    FallbackChain.objects.filter(slug="alpha").update(body_logging="on")
+    response = admin_client.get(URL, {"q": "hello", "search_in": "prompt"})
+    assert response.status_code == 200 and _ids(response) == []
 
 
 def test_search_by_prompt_says_it_needs_body_logging(admin_client):

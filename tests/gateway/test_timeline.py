@@ -33,3 +33,35 @@ async def test_the_timeline_needs_a_login_and_a_known_id(api_key, admin_user):
     assert (await browser.get("/completions/01a2167a-0000-7000-8000-000000000000/")).status_code == 404
     bad = await browser.get("/completions/", {"id": "nope"})
     assert bad.status_code == 200 and "not a request id" in bad.content.decode()
+
+
+async def test_the_timeline_shows_the_kept_messages_and_answer_masked(
+    api, api_key, upstream, admin_user, main_chain
+):
+    main_chain.body_logging = "on"
+    await main_chain.asave()
+    upstream.script("openai", [Fault.error("server_error")], model="primary")
+    secret = "sk-proj-" + "Q" * 30 + "tail"
+    messages = [
+        {"role": "system", "content": "Answer <briefly>."},
+        {"role": "user", "content": f"mine is {secret}"},
+    ]
+    answer = await api.post(
+        "/v1/chat/completions", json={"messages": messages, "temperature": 0.3}, headers=auth(api_key)
+    )
+    text = answer.json()["choices"][0]["message"]["content"]
+    browser = AsyncClient()
+    await browser.aforce_login(admin_user)
+    page = (await browser.get(answer.json()["rana"]["timeline_url"])).content.decode()
+    assert "data-body" in page and "Answer &lt;briefly&gt;." in page  # escaped, as text
+    assert secret not in page and "mine is ••••tail" in page
+    assert "data-body-answer>" + text in page
+    assert "<dt>temperature</dt><dd><code>0.3</code>" in page
+
+
+async def test_the_timeline_says_when_no_body_is_kept(api, api_key, upstream, admin_user):
+    answer = await api.post("/v1/chat/completions", json={"messages": HELLO}, headers=auth(api_key))
+    browser = AsyncClient()
+    await browser.aforce_login(admin_user)
+    page = (await browser.get(answer.json()["rana"]["timeline_url"])).content.decode()
+    assert "data-no-body" in page and "body logging is off for this chain" in page

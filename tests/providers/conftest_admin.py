@@ -24,6 +24,8 @@ CHAIN_DEFAULTS: dict[str, Any] = {
     "max_attempts": "6",
     "content_filter_policy": "stop",
     "strategy": "ordered",
+    "body_logging": "off",
+    "body_log_chars": "2000",
 }
 
 

@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from providers.models import Attempt, Completion, JournalCursor
+from providers.models import Attempt, Completion, CompletionBody, JournalCursor
 from providers.models.ledger import new_request_id
 from providers.services import journal as journal_module
 from providers.services.journal import Journal, JournalReader, dead_journals
@@ -44,6 +44,18 @@ def completion(request_id, **fields) -> PendingRow:
     return PendingRow(Completion, values | fields)
 
 
+def body(request_id, **fields) -> PendingRow:
+    values = dict(
+        completion_id=request_id,
+        created_at=timezone.now(),
+        messages='[{"role":"user","content":"héllo"}]',
+        params={"temperature": 0.5, "tools": ["lookup"]},
+        answer="bonjour",
+        answer_tool_calls=None,
+    )
+    return PendingRow(CompletionBody, values | fields)
+
+
 def kill(journal: Journal) -> None:
     """What the kernel does when the process dies: its descriptors (and its lock) go."""
     journal.close()
@@ -57,6 +69,9 @@ def test_a_row_survives_the_round_trip_with_its_types():
     assert kind == "a" and back.fields == row.fields and submitted > 0
     call = encode_call(attempt(request_id, 0), completion(request_id).fields)
     assert call_request_id(call) == str(request_id)
+    row = body(request_id)
+    kind, kept, _ = decode(encode(row).rstrip(b"\n"))
+    assert kind == "b" and kept.model is CompletionBody and kept.fields == row.fields
     back, first = decode_call(call.rstrip(b"\n"))
     assert back.fields == attempt(request_id, 0).fields | {"started_at": back.fields["started_at"]}
     assert first.fields["id"] == request_id
@@ -109,6 +124,7 @@ def test_a_dead_journal_is_replayed_once_with_its_calls_and_requests_in_flight_c
     lines = [
         encode(attempt(finished, 0)),
         encode(completion(finished)),
+        encode(body(finished)),
         encode_call(attempt(in_flight, 0, outcome="cancelled"), died),
         encode(attempt(in_flight, 0, outcome="server_error", cost_usd=Decimal("0.5"))),
         encode_call(attempt(in_flight, 1, outcome="cancelled", error_message="died mid-call"), None),
@@ -144,7 +160,9 @@ def test_a_dead_journal_is_replayed_once_with_its_calls_and_requests_in_flight_c
     outcomes = sorted(Attempt.objects.filter(completion_id=in_flight).values_list("step_position", "outcome"))
     assert outcomes == [(0, "server_error"), (1, "cancelled")]
     assert Attempt.objects.count() == 3  # each once
-    assert {type(r).__name__ for r in heard} == {"Attempt", "Completion"} and len(heard) == 5
+    kept = CompletionBody.objects.get(pk=finished)
+    assert (kept.answer, kept.params["tools"]) == ("bonjour", ["lookup"]) and "héllo" in kept.messages
+    assert {type(r).__name__ for r in heard} == {"Attempt", "Completion"} and len(heard) == 5  # no body
 
 
 def test_replay_skips_what_the_dead_writer_committed_and_announces_what_it_had_not(tmp_path):
@@ -193,3 +211,18 @@ def test_a_live_journal_is_not_taken_for_a_dead_one(tmp_path):
     [(found, fd)] = list(dead_journals(tmp_path, None))
     os.close(fd)
     assert found == live.folder
+
+
+def test_the_live_writer_writes_bodies_beside_their_completions(tmp_path):
+    recorder = BufferedRecorder(journal_folder=tmp_path, interval_s=0.01)
+    try:
+        ids = [new_request_id() for _ in range(3)]
+        for request_id in ids:
+            recorder.submit(completion(request_id))
+            recorder.submit(body(request_id, answer=f"answer {request_id}"))
+        recorder.submit(body(ids[0], answer="written twice: the last one wins"))
+        assert recorder.flush(5)
+    finally:
+        recorder.close()
+    kept = dict(CompletionBody.objects.values_list("completion_id", "answer"))
+    assert kept == {ids[0]: "written twice: the last one wins"} | {i: f"answer {i}" for i in ids[1:]}

@@ -73,8 +73,14 @@ def test_the_command_dry_runs_and_prunes(ledger, settings):
 
 
 def test_the_task_reads_the_setting_and_is_scheduled_daily(ledger, settings):
-    settings.RANA_RETENTION_DAYS = 0
-    assert ledger_retention.delay().get() == {"before": None, "completions": 0, "attempts": 0}
+    settings.RANA_RETENTION_DAYS = settings.RANA_BODY_RETENTION_DAYS = 0
+    assert ledger_retention.delay().get() == {
+        "before": None,
+        "completions": 0,
+        "attempts": 0,
+        "bodies_before": None,
+        "bodies": 0,
+    }
     assert ledger_retention.delay(days=1).get()["completions"] == 5
     task = PeriodicTask.objects.get(name="ledger retention")
     assert task.task == "providers.tasks.ledger_retention" and task.enabled
