@@ -80,3 +80,24 @@ def upstream(_upstream_server: FakeUpstream) -> Iterator[FakeUpstream]:
     yield _upstream_server
     assert not _upstream_server.errors, _upstream_server.errors
     _upstream_server.reset()
+
+
+BEAT_SCHEDULE_MIGRATIONS = (
+    "dashboards.migrations.0002_rollups_reconcile_schedule",
+    "alerts.migrations.0002_alerts_evaluate_schedule",
+    "providers.migrations.0009_ledger_retention_schedule",
+    "providers.migrations.0010_provider_probes",
+)
+
+
+@pytest.fixture
+def beat_schedules(db) -> None:
+    """The beat schedules as the data migrations made them. A transactional test (a browser
+    test's live server) empties every table when it ends, so a test that runs after one in the
+    same session would find none: run the migrations' own schedule() again (each idempotent)."""
+    import importlib
+
+    from django.apps import apps
+
+    for name in BEAT_SCHEDULE_MIGRATIONS:
+        importlib.import_module(name).schedule(apps, None)

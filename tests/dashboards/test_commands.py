@@ -130,7 +130,7 @@ def test_commands_refuse_bad_arguments(db):
         call_command("rana_rollups")
 
 
-def test_reconcile_task_repairs_the_last_closed_hours(db):
+def test_reconcile_task_repairs_the_last_closed_hours(beat_schedules):
     from django.utils import timezone
     from django_celery_beat.models import PeriodicTask
 

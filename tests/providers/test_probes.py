@@ -156,7 +156,7 @@ def test_a_disabled_provider_is_not_probed(upstream):
 
 
 @pytest.mark.django_db
-def test_the_task_is_scheduled_every_10_s_and_probes_nothing_when_none_is_due():
+def test_the_task_is_scheduled_every_10_s_and_probes_nothing_when_none_is_due(beat_schedules):
     task = PeriodicTask.objects.get(name="health probes")
     assert task.task == "providers.tasks.probes_run" and task.enabled
     assert (task.interval.every, task.interval.period, task.expire_seconds) == (10, "seconds", 10)

@@ -72,7 +72,7 @@ def test_the_command_dry_runs_and_prunes(ledger, settings):
     assert Completion.objects.count() == 5
 
 
-def test_the_task_reads_the_setting_and_is_scheduled_daily(ledger, settings):
+def test_the_task_reads_the_setting_and_is_scheduled_daily(ledger, settings, beat_schedules):
     settings.RANA_RETENTION_DAYS = settings.RANA_BODY_RETENTION_DAYS = 0
     assert ledger_retention.delay().get() == {
         "before": None,
