@@ -253,6 +253,18 @@ BAD_FILES = [
         id="unknown-strategy",
     ),
     pytest.param(
+        VALID_HEAD
+        + "chains:\n  - {name: A, slug: a, body_logging: everything, steps: [{provider: fresh, model: m}]}\n",
+        "conf.yaml: chains[0].body_logging: Value 'everything' is not a valid choice.",
+        id="unknown-body-logging",
+    ),
+    pytest.param(
+        VALID_HEAD
+        + "chains:\n  - {name: A, slug: a, body_log_chars: 0, steps: [{provider: fresh, model: m}]}\n",
+        "conf.yaml: chains[0].body_log_chars:",
+        id="body-log-chars-zero",
+    ),
+    pytest.param(
         VALID_HEAD + "chains:\n  - {name: A, slug: a, steps: [{provider: fresh, model: m, weight: -1}]}\n",
         "conf.yaml: chains[0].steps[0].weight:",
         id="negative-weight",
@@ -292,3 +304,13 @@ def test_command_reports_errors_and_says_nothing_changed(db, tmp_path):
         call_command("rana_config", "import", str(path))
     assert "Nothing was changed." in str(info.value)
     assert f"{path}: providers[0].kind" in str(info.value)
+
+
+def test_body_logging_travels_in_the_file(configured):
+    FallbackChain.objects.filter(slug="main").update(body_logging="first_chars", body_log_chars=300)
+    text = config_export()
+    assert "body_logging: first_chars" in text and "body_log_chars: 300" in text
+    FallbackChain.objects.filter(slug="main").update(body_logging="off", body_log_chars=2000)
+    assert config_import(text=text, filename="rana.yaml").updated["chains"] == 1
+    main = FallbackChain.objects.get(slug="main")
+    assert (main.body_logging, main.body_log_chars) == ("first_chars", 300)
