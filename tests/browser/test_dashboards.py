@@ -114,3 +114,30 @@ def test_cost_page_draws_every_chart_and_a_range_change_redraws_them(
     page.locator("#chart-tokens details summary").click()
     expect(page.locator("#chart-tokens .table-slot table")).to_be_visible()
     assert problems == []
+
+
+CHART_INK = """() => [...document.querySelectorAll('canvas[data-chart-url]')].map((canvas) => {
+  const chart = Chart.getChart(canvas);
+  if (!chart) return null;
+  const values = chart.options.scales[chart.options.indexAxis === 'y' ? 'x' : 'y'];
+  return [chart.options.plugins.legend.labels.color, values.grid.color];
+}).filter(Boolean)"""
+
+
+def test_chart_text_and_grid_follow_the_systems_dark_mode(
+    page, live_server, admin_user, demo_ledger, problems, screenshot_path
+):
+    log_in(page, live_server.url, "/dashboards/%3Frange%3D7d")
+    wait_until_drawn(page)
+    light = page.evaluate(CHART_INK)
+    assert light and set(map(tuple, light)) == {("#5d6b7a", "#dde2e8")}  # --muted and --line, light
+    page.emulate_media(color_scheme="dark")  # the system switches: charts restyle, no reload
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('canvas[data-ink]')].every((c) => c.dataset.ink === '#9aa6b4')"
+    )
+    assert set(map(tuple, page.evaluate(CHART_INK))) == {("#9aa6b4", "#2f3842")}
+    page.screenshot(path=screenshot_path("dashboards-reliability-dark"), full_page=True)
+    page.reload()  # and a page opened in dark mode draws dark at once
+    wait_until_drawn(page)
+    assert set(map(tuple, page.evaluate(CHART_INK))) == {("#9aa6b4", "#2f3842")}
+    assert problems == []

@@ -1,11 +1,26 @@
 /* RANA dashboards: draw each <canvas data-chart-url> from its JSON (django-chartjs views)
-   with Chart.js 4, redraw after every htmx swap, keep the viewer's timezone in a cookie. */
+   with Chart.js 4, redraw after every htmx swap, keep the viewer's timezone in a cookie.
+   Axis text and grid lines take the page's --muted and --line colours (light or dark, as the
+   system says) and follow a change of the system's scheme without a reload. */
 (function () {
   "use strict";
 
   const TZ_COOKIE = "rana_tz";
-  const GRID = "#e6e9ee";
-  const TEXT = "#5d6b7a";
+  const DARK = window.matchMedia("(prefers-color-scheme: dark)");
+
+  function ink() {
+    const style = getComputedStyle(document.documentElement);
+    const read = (name, fallback) => style.getPropertyValue(name).trim() || fallback;
+    return { text: read("--muted", "#5d6b7a"), grid: read("--line", "#e6e9ee") };
+  }
+
+  function applyInk(options, colours) {
+    Object.values(options.scales || {}).forEach((scale) => {
+      if (scale.ticks) scale.ticks.color = colours.text;
+      if (scale.grid && scale.grid.display !== false) scale.grid.color = colours.grid;
+    });
+    options.plugins.legend.labels.color = colours.text;
+  }
 
   function rememberTimezone() {
     const tz = Intl.DateTimeFormat().resolvedOptions().timeZone;
@@ -70,43 +85,52 @@
       [valueAxis]: {
         stacked: payload.stacked, beginAtZero: true,
         max: payload.unit === "%" && payload.stacked && payload.name === "funnel" ? 100 : undefined,
-        grid: { color: GRID }, ticks: { color: TEXT, callback: (v) => short(v), maxTicksLimit: 6 },
+        grid: {}, ticks: { callback: (v) => short(v), maxTicksLimit: 6 },
       },
       [categoryAxis]: {
         stacked: payload.stacked, grid: { display: false },
-        ticks: { color: TEXT, autoSkip: true, maxRotation: 0, maxTicksLimit: payload.horizontal ? 30 : 12 },
+        ticks: { autoSkip: true, maxRotation: 0, maxTicksLimit: payload.horizontal ? 30 : 12 },
       },
     };
     if (payload.datasets.some((d) => d.yAxisID === "y1")) {
       scales.y1 = {
         position: "right", grid: { drawOnChartArea: false },
-        ticks: { color: TEXT, callback: (v) => short(v), maxTicksLimit: 6 },
+        ticks: { callback: (v) => short(v), maxTicksLimit: 6 },
         suggestedMax: payload.unit === "%" ? 100 : undefined,
       };
     }
     if (payload.type === "bar") payload.datasets.forEach((d) => { d.maxBarThickness = 28; });
     if (payload.type === "line") payload.datasets.forEach((d) => { d.pointRadius = isolatedPoint; });
-    return {
-      type: payload.type,
-      data: { labels: payload.labels, datasets: payload.datasets },
-      options: {
-        responsive: true, maintainAspectRatio: false, animation: { duration: 250 },
-        indexAxis: payload.horizontal ? "y" : "x",
-        interaction: { mode: "index", intersect: false },
-        onClick: (event, _elements, chart) => {
-          const url = clickedUrl(chart, event, payload.log);
-          if (url) window.location.assign(url);
-        },
-        onHover: (event, elements, chart) => {
-          chart.canvas.style.cursor = payload.log && elements.length ? "pointer" : "";
-        },
-        scales,
-        plugins: {
-          legend: { position: "bottom", labels: { boxWidth: 10, boxHeight: 10, color: TEXT, usePointStyle: true } },
-          tooltip: { callbacks: { label: (c) => `${c.dataset.label}: ${c.raw === null ? "—" : full(c.raw)}` } },
-        },
+    const options = {
+      responsive: true, maintainAspectRatio: false, animation: { duration: 250 },
+      indexAxis: payload.horizontal ? "y" : "x",
+      interaction: { mode: "index", intersect: false },
+      onClick: (event, _elements, chart) => {
+        const url = clickedUrl(chart, event, payload.log);
+        if (url) window.location.assign(url);
+      },
+      onHover: (event, elements, chart) => {
+        chart.canvas.style.cursor = payload.log && elements.length ? "pointer" : "";
+      },
+      scales,
+      plugins: {
+        legend: { position: "bottom", labels: { boxWidth: 10, boxHeight: 10, usePointStyle: true } },
+        tooltip: { callbacks: { label: (c) => `${c.dataset.label}: ${c.raw === null ? "—" : full(c.raw)}` } },
       },
     };
+    applyInk(options, ink());
+    return { type: payload.type, data: { labels: payload.labels, datasets: payload.datasets }, options };
+  }
+
+  function restyleAll() {
+    const colours = ink();
+    document.querySelectorAll("canvas[data-chart-url]").forEach((canvas) => {
+      const chart = window.Chart.getChart(canvas);
+      if (!chart) return;
+      applyInk(chart.options, colours);
+      chart.update("none");
+      canvas.dataset.ink = colours.text;
+    });
   }
 
   function draw(canvas) {
@@ -128,7 +152,11 @@
         box.classList.toggle("is-empty", payload.empty);
         const note = card && card.querySelector("[data-chart-note]");
         if (note) note.textContent = payload.note || "";
-        if (!payload.empty) new window.Chart(canvas, config(payload));
+        if (!payload.empty) {
+          const drawn = config(payload);
+          new window.Chart(canvas, drawn);
+          canvas.dataset.ink = drawn.options.plugins.legend.labels.color;
+        }
         canvas.dataset.rendered = String(Date.now());
         canvas.dispatchEvent(new CustomEvent("rana:chart-drawn", { bubbles: true, detail: payload }));
       })
@@ -152,6 +180,7 @@
       const form = event.target.closest("[data-dashboard-filters]");
       if (form) toggleCustom(form);
     });
+    DARK.addEventListener("change", restyleAll);
     window.htmx.onLoad((element) => {
       element.querySelectorAll("canvas[data-chart-url]").forEach(draw);
     });
