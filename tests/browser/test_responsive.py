@@ -96,6 +96,13 @@ def test_on_a_phone_the_conversation_comes_first_and_settings_open_in_a_drawer(p
     page.fill("#id_system", "Answer in one long paragraph.")
     page.locator("#pg-settings [data-pg-settings-close]").click()
     expect(settings).to_be_hidden()
+    expect(page.locator(".pg-backdrop")).to_be_hidden()
+    toggle.click()  # open again: the page behind is dimmed, and a tap on it closes the drawer
+    expect(page.locator(".pg-backdrop")).to_be_visible()
+    page.mouse.click(10, 400)  # left of the drawer (360 px wide at the right edge)
+    expect(settings).to_be_hidden()
+    expect(toggle).to_have_attribute("aria-expanded", "false")
+    expect(page.locator("#id_system")).to_have_value("Answer in one long paragraph.")  # kept
 
     page.fill("#id_message", "Tell me a long story about the planets, please, with many details.")
     page.click("#pg-send")
