@@ -69,8 +69,11 @@ def _urls() -> list[str]:
         "/requests/?key=rk_b3Vw&range=24h",
         "/requests/?latency_above=5000",
         "/requests/?provider=vllm-local",
-        "/requests/?q=read+timeout",  # provider error text: a scan of the attempts it meets
-        "/requests/?q=no+such+error+text",  # the worst case: no row matches, every row is read
+        "/requests/?q=read+timeout",  # provider error text: thousands of matches
+        "/requests/?q=timeout",  # a commoner text
+        "/requests/?q=no+such+error+text",  # nothing matches: every error text is read
+        "/requests/?q=zq7",  # nothing matches, and a text too short for the planners' estimates
+        "/requests/?q=read+timeout&range=24h",  # with a range: only its attempts are read
     ]
 
 

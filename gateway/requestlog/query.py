@@ -14,13 +14,15 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
+from django.db.models.lookups import IsNull
 
 from providers.models import Attempt, Completion
 from providers.selectors import bodies_matching
 
 PAGE_SIZE = 50
 EXPORT_PAGE_SIZE = 1_000
+ERROR_MATCHES_LISTED = 2_000  # an error-text search lists up to this many matching attempts
 COLUMNS = (
     "id", "created_at", "chain_slug", "source", "gateway_key_prefix", "stream", "outcome",
     "error_class", "answered_provider__name", "answered_model", "answered_step", "fallback_used",
@@ -83,9 +85,31 @@ def _attempt_filter(q: LogQuery) -> Q | None:
         wanted &= Q(provider_name=q.provider)
     if q.model:
         wanted &= Q(model=q.model)
-    if q.search and q.search_in == SEARCH_ERROR:
-        wanted &= Q(error_message__icontains=q.search)
     return wanted or None
+
+
+def _with_error_text(q: LogQuery) -> Q:
+    """The completions an attempt of which has the error text, as a filter whose work is
+    bounded both ways. The attempts that have any error text (their partial index,
+    attempt_with_error_time, from the range's start on: an attempt starts after its request)
+    are read for the first ERROR_MATCHES_LISTED + 1 matches. As few as that: the page is those
+    completions, looked up by id. More: the text is common, and walking the completions newest
+    first, probing each one's attempts, fills a page after a short walk. Probing alone
+    read the whole ledger when nothing matched; listing alone looked up every match of a
+    common text. Which plan a database picks from its estimates is no safer for short texts."""
+    attempts = Attempt.objects.filter(~Q(error_message=""), error_message__icontains=q.search).order_by()
+    if q.start is not None:
+        attempts = attempts.filter(started_at__gte=q.start)
+    if (wanted := _attempt_filter(q)) is not None:
+        attempts = attempts.filter(wanted)
+    found = list(attempts.values_list("completion_id", flat=True)[: ERROR_MATCHES_LISTED + 1])
+    if len(found) <= ERROR_MATCHES_LISTED:  # every match (counted in attempts, not requests)
+        return Q(pk__in=set(found))
+    # "Its first such attempt is not null", not EXISTS: PostgreSQL turns an EXISTS into a join
+    # over every matching attempt, but keeps a scalar subquery per row, so the newest-first
+    # walk stops once the page is full.
+    first = attempts.filter(completion_id=OuterRef("pk")).values("completion_id")[:1]
+    return Q(IsNull(Subquery(first), False))
 
 
 def log_queryset(q: LogQuery) -> QuerySet[Completion]:
@@ -109,7 +133,9 @@ def log_queryset(q: LogQuery) -> QuerySet[Completion]:
         rows = rows.filter(gateway_key_prefix__startswith=q.search)
     if q.search and q.search_in == SEARCH_PROMPT:  # kept bodies only (chains with body logging on)
         rows = rows.filter(Exists(bodies_matching(q.search).filter(completion_id=OuterRef("pk"))))
-    if (attempts := _attempt_filter(q)) is not None:
+    if q.search and q.search_in == SEARCH_ERROR:
+        rows = rows.filter(_with_error_text(q))
+    elif (attempts := _attempt_filter(q)) is not None:
         rows = rows.filter(Exists(Attempt.objects.filter(attempts, completion_id=OuterRef("pk"))))
     return rows
 

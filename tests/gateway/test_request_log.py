@@ -9,6 +9,7 @@ import orjson
 import pytest
 from django.urls import reverse
 
+from gateway.requestlog import query
 from gateway.requestlog.query import Cursor, LogQuery, log_page
 from providers.models import CompletionBody, FallbackChain
 from tests.gateway.request_log_seed import T0, completion, seed
@@ -83,6 +84,27 @@ def test_range_counts_back_from_now(admin_client):
 def test_search_by_request_id_key_prefix_and_provider_error(admin_client, params, expected):
     seed()
     assert _ids(admin_client.get(URL, params)) == expected
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"q": "boom", "provider": "primary"}, [7]),  # the same attempt has the text
+        ({"q": "boom", "provider": "backup"}, []),  # the backup's attempt has no error
+        ({"q": "boom", "model": "m1"}, [7]),
+        ({"q": "boom", "start": "2026-03-02T12:06:00+00:00"}, [7]),
+        ({"q": "boom", "start": "2026-03-02T12:07:00+00:00"}, []),  # it started before the range
+        ({"q": "500", "outcome": "success"}, [7]),  # a failed attempt of a request that succeeded
+        ({"q": "slow", "chain": "alpha"}, []),
+    ],
+)
+@pytest.mark.parametrize("listed", [2000, 0], ids=["matches-listed", "attempts-probed"])
+def test_error_text_search_combines_with_the_filters(admin_client, monkeypatch, params, expected, listed):
+    monkeypatch.setattr(query, "ERROR_MATCHES_LISTED", listed)  # both ways of reading: same rows
+    seed()
+    response = admin_client.get(URL, params)
+    assert response.status_code == 200, response.context["form"].errors
+    assert _ids(response) == expected
 
 
 def _kept(n: int, *messages: dict, answer: str = "") -> None:
