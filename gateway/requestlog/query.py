@@ -22,7 +22,7 @@ from providers.selectors import bodies_matching
 
 PAGE_SIZE = 50
 EXPORT_PAGE_SIZE = 1_000
-ERROR_MATCHES_LISTED = 2_000  # an error-text search lists up to this many matching attempts
+MATCHES_LISTED = 2_000  # a text search lists up to this many matches before it walks instead
 COLUMNS = (
     "id", "created_at", "chain_slug", "source", "gateway_key_prefix", "stream", "outcome",
     "error_class", "answered_provider__name", "answered_model", "answered_step", "fallback_used",
@@ -88,28 +88,44 @@ def _attempt_filter(q: LogQuery) -> Q | None:
     return wanted or None
 
 
+def _matching(matches: QuerySet) -> Q:
+    """The completions `matches` (rows with a completion_id: attempts, kept bodies) point at,
+    as a filter whose work is bounded both ways. The first MATCHES_LISTED + 1 matches are
+    read: as few as that, the page is those completions, looked up by id. More: the text is
+    common, and walking the completions newest first, probing each one's matches, fills a page
+    after a short walk. Probing alone read every row when nothing matched; listing alone looked
+    up every match of a common text; which plan a database picks from its estimates is no
+    safer (a short text's are wild). The probe is a scalar subquery, `IS NOT NULL`, not EXISTS:
+    PostgreSQL turns an EXISTS into a join over every match but keeps a subquery per row."""
+    matches = matches.order_by()  # no model ordering: the listing stops at its limit
+    found = list(matches.values_list("completion_id", flat=True)[: MATCHES_LISTED + 1])
+    if len(found) <= MATCHES_LISTED:  # every match (counted in rows, not requests)
+        return Q(pk__in=set(found))
+    first = matches.filter(completion_id=OuterRef("pk")).values("completion_id")[:1]
+    return Q(IsNull(Subquery(first), False))
+
+
 def _with_error_text(q: LogQuery) -> Q:
-    """The completions an attempt of which has the error text, as a filter whose work is
-    bounded both ways. The attempts that have any error text (their partial index,
-    attempt_with_error_time, from the range's start on: an attempt starts after its request)
-    are read for the first ERROR_MATCHES_LISTED + 1 matches. As few as that: the page is those
-    completions, looked up by id. More: the text is common, and walking the completions newest
-    first, probing each one's attempts, fills a page after a short walk. Probing alone
-    read the whole ledger when nothing matched; listing alone looked up every match of a
-    common text. Which plan a database picks from its estimates is no safer for short texts."""
-    attempts = Attempt.objects.filter(~Q(error_message=""), error_message__icontains=q.search).order_by()
+    """Completions an attempt of which has the error text: read from the attempts that have
+    any (their partial index, attempt_with_error_time), from the range's start on (an attempt
+    starts after its request), with the provider and model filters."""
+    attempts = Attempt.objects.filter(~Q(error_message=""), error_message__icontains=q.search)
     if q.start is not None:
         attempts = attempts.filter(started_at__gte=q.start)
     if (wanted := _attempt_filter(q)) is not None:
         attempts = attempts.filter(wanted)
-    found = list(attempts.values_list("completion_id", flat=True)[: ERROR_MATCHES_LISTED + 1])
-    if len(found) <= ERROR_MATCHES_LISTED:  # every match (counted in attempts, not requests)
-        return Q(pk__in=set(found))
-    # "Its first such attempt is not null", not EXISTS: PostgreSQL turns an EXISTS into a join
-    # over every matching attempt, but keeps a scalar subquery per row, so the newest-first
-    # walk stops once the page is full.
-    first = attempts.filter(completion_id=OuterRef("pk")).values("completion_id")[:1]
-    return Q(IsNull(Subquery(first), False))
+    return _matching(attempts)
+
+
+def _with_prompt_text(q: LogQuery) -> Q:
+    """Completions whose kept body has the text in its messages, in the range (a body has its
+    completion's created_at)."""
+    bodies = bodies_matching(q.search)
+    if q.start is not None:
+        bodies = bodies.filter(created_at__gte=q.start)
+    if q.end is not None:
+        bodies = bodies.filter(created_at__lt=q.end)
+    return _matching(bodies)
 
 
 def log_queryset(q: LogQuery) -> QuerySet[Completion]:
@@ -132,7 +148,7 @@ def log_queryset(q: LogQuery) -> QuerySet[Completion]:
     if q.search and q.search_in == SEARCH_KEY:
         rows = rows.filter(gateway_key_prefix__startswith=q.search)
     if q.search and q.search_in == SEARCH_PROMPT:  # kept bodies only (chains with body logging on)
-        rows = rows.filter(Exists(bodies_matching(q.search).filter(completion_id=OuterRef("pk"))))
+        rows = rows.filter(_with_prompt_text(q))
     if q.search and q.search_in == SEARCH_ERROR:
         rows = rows.filter(_with_error_text(q))
     elif (attempts := _attempt_filter(q)) is not None:

@@ -100,7 +100,7 @@ def test_search_by_request_id_key_prefix_and_provider_error(admin_client, params
 )
 @pytest.mark.parametrize("listed", [2000, 0], ids=["matches-listed", "attempts-probed"])
 def test_error_text_search_combines_with_the_filters(admin_client, monkeypatch, params, expected, listed):
-    monkeypatch.setattr(query, "ERROR_MATCHES_LISTED", listed)  # both ways of reading: same rows
+    monkeypatch.setattr(query, "MATCHES_LISTED", listed)  # both ways of reading: same rows
     seed()
     response = admin_client.get(URL, params)
     assert response.status_code == 200, response.context["form"].errors
@@ -129,7 +129,9 @@ def _kept(n: int, *messages: dict, answer: str = "") -> None:
         ("role", []),  # nor the JSON's own keys
     ],
 )
-def test_search_by_prompt_text_finds_kept_bodies(admin_client, q, expected):
+@pytest.mark.parametrize("listed", [2000, 0], ids=["matches-listed", "bodies-probed"])
+def test_search_by_prompt_text_finds_kept_bodies(admin_client, monkeypatch, q, expected, listed):
+    monkeypatch.setattr(query, "MATCHES_LISTED", listed)
     seed()
     _kept(3, {"role": "user", "content": "About invoice 42, please"}, answer="the answer text")
     _kept(7, {"role": "system", "content": "Be brief"}, {"role": "user", "content": 'Invoice: say "hi"'})
