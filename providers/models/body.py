@@ -27,8 +27,6 @@ class CompletionBody(models.Model):
     # [{"role", "content", "tool_calls"?, "tool_call_id"?, "images"?}], as JSON text.
     messages = models.TextField()
     prompt = models.TextField(blank=True)  # the turns' text, joined by blank lines: what search reads
-    # The parameters asked for that are not defaults (temperature, tools, response_format ...).
-    params = models.JSONField(null=True, blank=True)
     answer = models.TextField(blank=True)
     answer_tool_calls = models.JSONField(null=True, blank=True)  # [{"name", "arguments"}]
     truncated = models.BooleanField(default=False)  # some text was cut at the chain's N characters

@@ -132,6 +132,9 @@ class Completion(models.Model):
     # The order the steps were to be tried in and why: {"strategy", "order": [{"step",
     # "provider", "model"}], "why"} (providers.engine.routing.Route.as_dict). Null: not recorded.
     route = models.JSONField(null=True, blank=True)
+    # The parameters the request set, not the defaults: {"temperature": 0.2, "tools": ["name"],
+    # "response_format": "json_schema answer"...} (providers.services.ledger.params_recorded).
+    params = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

@@ -3,25 +3,23 @@
 `body_fields` turns a finished request into a CompletionBody row's values, or None when its
 chain keeps no bodies (then nothing is built: one attribute read per request). Text is masked
 for the chain's provider keys and anything shaped like a key (providers.redaction), images are
-kept as their URL or, for inline data, their type and size (never the bytes), tools and
-response formats by name. With "first N characters" every message's text, every tool call's
-arguments and the answer are cut at N characters and the row says so.
+kept as their URL or, for inline data, their type and size (never the bytes). With "first N
+characters" every message's text, every tool call's arguments and the answer are cut at N
+characters and the row says so. The parameters a request set are on its completion, kept or
+not (providers.services.ledger.params_recorded).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
 from providers.engine.plan import ChainPlan
-from providers.engine.types import ChatParams, Message, ToolCall
+from providers.engine.types import Message, ToolCall
 from providers.models import BodyLogging
 from providers.redaction import redact
-
-_SKIPPED_PARAMS = frozenset({"tools", "response_format", "tool_choice"})  # shown in their own words
 
 
 class _Cutter:
@@ -58,26 +56,6 @@ def _calls(calls: Sequence[ToolCall], cut: _Cutter) -> list[dict[str, str]]:
     return [{"name": c.name, "arguments": cut(c.arguments)} for c in calls]
 
 
-def _params(params: ChatParams) -> dict[str, Any]:
-    kept: dict[str, Any] = {}
-    for f in dataclasses.fields(params):
-        value = getattr(params, f.name)
-        if value is None or value == () or f.name in _SKIPPED_PARAMS:
-            continue
-        kept[f.name] = list(value) if isinstance(value, tuple) else value
-    if params.tools:
-        kept["tools"] = [t.get("function", {}).get("name", "?") for t in params.tools]
-    if params.tool_choice is not None:
-        choice = params.tool_choice
-        kept["tool_choice"] = choice if isinstance(choice, str) else choice.get("function", {}).get("name")
-    if params.response_format:
-        schema = params.response_format.get("json_schema") or {}
-        kept["response_format"] = " ".join(
-            filter(None, (params.response_format.get("type"), schema.get("name")))
-        )
-    return kept
-
-
 def body_fields(
     *,
     mode: str,
@@ -86,7 +64,6 @@ def body_fields(
     request_id: Any,
     created_at: Any,
     messages: Sequence[Message],
-    params: ChatParams,
     answer: str = "",
     tool_calls: Sequence[ToolCall] = (),
 ) -> dict[str, Any] | None:
@@ -101,7 +78,6 @@ def body_fields(
         "created_at": created_at,
         "messages": orjson.dumps(conversation).decode(),
         "prompt": "\n\n".join(m["content"] for m in conversation if m["content"]),
-        "params": _params(params) or None,
         "answer": cut(answer),
         "answer_tool_calls": _calls(tool_calls, cut) or None,
         "truncated": cut.truncated,

@@ -38,7 +38,7 @@ from providers.services.chains import LoadedChain, NoUsableStep, achain_cached, 
 from providers.services.faults import FaultSpec, adapter_for_with_faults, fault_specs_bind
 from providers.services.image_fetch import images_resolve
 from providers.services.inputs import InvalidRequest, messages_normalise, params_normalise
-from providers.services.ledger import Caller, RequestLedger
+from providers.services.ledger import Caller, RequestLedger, params_recorded
 from providers.services.recorder import PendingRow, get_recorder
 from providers.services.routing import route_request
 from providers.signals import completion_recorded, fallback_happened
@@ -119,6 +119,7 @@ async def prepare(
     plan, route = await route_request(loaded.plan, msgs, chat_params, rng=rng or _JITTER)
     ledger = RequestLedger(new_request_id(), loaded.chain_id, loaded.slug, caller, stream)
     ledger.route = route.as_dict()
+    ledger.params = params_recorded(chat_params)
     needs = request_needs(msgs, chat_params)
     ledger.needs = ",".join(sorted(needs))
     scopes = budget.budget_scopes(
@@ -277,7 +278,6 @@ async def _finish(
         request_id=ledger.request_id,
         created_at=ledger.created_at,
         messages=prepared.messages,
-        params=prepared.params,
         answer=answer,
         tool_calls=tool_calls,
     )

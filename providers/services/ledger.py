@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -14,12 +15,43 @@ from django.utils import timezone
 from providers.engine.cost import priced_attempt
 from providers.engine.plan import StepPlan
 from providers.engine.results import NO_CALL_OUTCOMES, AttemptRecord, attempts_cost
+from providers.engine.types import ChatParams
 from providers.models import Attempt, Completion, CompletionOutcome
 from providers.services.recorder import PendingRow, get_recorder
 
 CANCELLED = "cancelled"
 DIED_DURING_CALL = "the serving process ended during this upstream call: no answer was recorded"
 DIED_DURING_REQUEST = "the serving process ended before this request finished"
+
+
+# Recorded as they are; tools, the tool choice and the response format by name (below); not
+# `user`, the caller's own id for its end user.
+_PARAMS_AS_SET = tuple(
+    f.name
+    for f in dataclasses.fields(ChatParams)
+    if f.name not in {"tools", "response_format", "tool_choice", "user"}
+)
+
+
+def params_recorded(params: ChatParams) -> dict[str, Any] | None:
+    """The parameters a request set (not the defaults), as its completion records them: tools
+    by name, the tool choice by name, the response format by type and schema name."""
+    kept: dict[str, Any] = {}
+    for name in _PARAMS_AS_SET:
+        value = getattr(params, name)
+        if value is not None and value != ():
+            kept[name] = list(value) if isinstance(value, tuple) else value
+    if params.tools:
+        kept["tools"] = [t.get("function", {}).get("name", "?") for t in params.tools]
+    if params.tool_choice is not None:
+        choice = params.tool_choice
+        kept["tool_choice"] = choice if isinstance(choice, str) else choice.get("function", {}).get("name")
+    if params.response_format:
+        schema = params.response_format.get("json_schema") or {}
+        kept["response_format"] = " ".join(
+            filter(None, (params.response_format.get("type"), schema.get("name")))
+        )
+    return kept or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +134,7 @@ class RequestLedger:
     needs: str = ""  # the capabilities the request needed, comma-separated ("images,tools")
     journaled_start: bool = False  # the provisional completion is in the journal
     route: dict[str, Any] | None = None  # the order of the steps and why (Route.as_dict)
+    params: dict[str, Any] | None = None  # the parameters it set (params_recorded)
 
     def attempt(self, record: AttemptRecord) -> None:
         """The engine's on_attempt hook: the row goes to the recorder at once."""
@@ -146,6 +179,7 @@ class RequestLedger:
             stream=self.stream,
             needs=self.needs,
             route=self.route,
+            params=self.params,
         )
 
     @property

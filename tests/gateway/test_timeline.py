@@ -56,7 +56,7 @@ async def test_the_timeline_shows_the_kept_messages_and_answer_masked(
     assert "data-body" in page and "Answer &lt;briefly&gt;." in page  # escaped, as text
     assert secret not in page and "mine is ••••tail" in page
     assert "data-body-answer>" + text in page
-    assert "<dt>temperature</dt><dd><code>0.3</code>" in page
+    assert "<code>temperature=0.3</code>" in page
 
 
 async def test_the_timeline_says_when_no_body_is_kept(api, api_key, upstream, admin_user):

@@ -76,10 +76,11 @@ async def test_on_keeps_the_conversation_params_and_answer_with_keys_masked(chai
     assert "••••fXYZ" in messages[1]["content"]  # a key-shaped string: masked to its last four
     assert PROVIDER_KEY not in body.answer and "••••8842" in body.answer  # the chain's provider key
     assert body.answer.startswith("The ticket is about a broken invoice")
-    assert body.params == {"temperature": 0.2, "max_tokens": 50}
+    assert body.prompt == "Be brief.\n\n" + messages[1]["content"]  # the turns' text: what search reads
     assert body.truncated is False
     completion = await Completion.objects.aget(pk=result.request_id)
     assert body.created_at == completion.created_at
+    assert completion.params == {"temperature": 0.2, "max_tokens": 50}  # on the completion, body or not
 
 
 async def test_first_n_characters_cuts_every_message_and_the_answer(chain):
@@ -128,7 +129,8 @@ async def test_tools_and_images_are_kept_by_name_and_reference_never_as_bytes(ch
     (message,) = orjson.loads(body.messages)
     assert message["content"] == "What is in it?"
     assert message["images"] == ["inline image/png, 70 bytes"] and pixel not in body.messages
-    assert body.params == {"tools": ["lookup"]}
+    completion = await Completion.objects.aget(pk=result.request_id)
+    assert completion.params == {"tools": ["lookup"]}
     assert body.answer == "" and body.answer_tool_calls == [{"name": "lookup", "arguments": '{"id": 7}'}]
 
 
