@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from providers.models import Attempt, Completion, CompletionBody
@@ -89,18 +91,12 @@ def ledger_prune(
 
 
 def _completions_prune(report: PruneReport, batch_size: int) -> None:
-    before = report.before
-    old = Completion.objects.filter(created_at__lt=before)
+    old = Completion.objects.filter(created_at__lt=report.before)
     if report.dry_run:
-        report.attempts = Attempt.objects.filter(completion__created_at__lt=before).count()
+        report.attempts = Attempt.objects.filter(completion__created_at__lt=report.before).count()
         report.completions = old.count()
         return
-    while True:
-        with transaction.atomic():
-            ids = list(old.order_by("created_at").values_list("id", flat=True)[:batch_size])
-            if not ids:
-                break
-            _, deleted = Completion.objects.filter(id__in=ids).delete()  # attempts and bodies cascade
+    for deleted in _in_batches(old, batch_size):  # attempts and bodies cascade
         report.batches += 1
         report.completions += deleted.get(Completion._meta.label, 0)
         report.attempts += deleted.get(Attempt._meta.label, 0)
@@ -111,9 +107,16 @@ def _bodies_prune(report: PruneReport, batch_size: int) -> None:
     if report.dry_run:
         report.bodies = old.count()
         return
+    for deleted in _in_batches(old, batch_size):
+        report.bodies += deleted.get(CompletionBody._meta.label, 0)
+
+
+def _in_batches(old: QuerySet, batch_size: int) -> Iterator[dict[str, int]]:
+    """Delete `old` oldest first, `batch_size` rows a transaction; yields each batch's counts."""
     while True:
         with transaction.atomic():
             ids = list(old.order_by("created_at").values_list("pk", flat=True)[:batch_size])
             if not ids:
-                break
-            report.bodies += CompletionBody.objects.filter(pk__in=ids).delete()[0]
+                return
+            _, deleted = old.model.objects.filter(pk__in=ids).delete()
+        yield deleted

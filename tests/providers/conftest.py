@@ -74,3 +74,20 @@ def make_request(fake_upstream: FakeUpstream) -> MakeRequest:
         return ChatRequest(provider, model, messages, params, timeouts)
 
     return make
+
+
+@pytest.fixture
+def spans():
+    """Traces go to an in-memory exporter for the test (tracing off again after it)."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from providers.services import tracing
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.tracing_configure(provider)
+    yield exporter
+    tracing.tracing_reset()

@@ -10,14 +10,10 @@ import orjson
 import pytest
 from asgiref.sync import sync_to_async
 from django.utils import timezone
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from providers.engine.clock import FakeClock
 from providers.engine.types import ChatResponse, StreamEvent, ToolCall, ToolCallDelta, Usage
 from providers.models import ChainStep, Completion, CompletionBody, FallbackChain, Provider
-from providers.services import tracing
 from providers.services.completions import complete
 from providers.services.ledger import Caller
 from providers.services.retention import ledger_prune
@@ -159,16 +155,6 @@ async def test_a_stream_keeps_the_text_and_tool_calls_it_relayed(chain):
     body = await CompletionBody.objects.aget(pk=relayed.request_id)
     assert text == body.answer == "Broken invoice."
     assert body.answer_tool_calls == [{"name": "lookup", "arguments": '{"id": 7}'}]
-
-
-@pytest.fixture
-def spans():
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.tracing_configure(provider)
-    yield exporter
-    tracing.tracing_reset()
 
 
 @pytest.mark.parametrize("logging", ["on", "off"])

@@ -9,9 +9,6 @@ from decimal import Decimal
 
 import pytest
 from asgiref.sync import sync_to_async
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 
 from providers.engine.clock import FakeClock
@@ -53,16 +50,6 @@ def adapter():
     adapter.script("first", "m1", fail("server_error", status=503))
     adapter.script("second", "m2", ok(ANSWER, usage=Usage(10, 5), model="m2-2026"))
     return adapter
-
-
-@pytest.fixture
-def spans():
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.tracing_configure(provider)
-    yield exporter
-    tracing.tracing_reset()
 
 
 @pytest.fixture
