@@ -6,6 +6,7 @@ not announced is announced, and calls and requests it left in flight are closed 
 from __future__ import annotations
 
 import os
+import time
 from decimal import Decimal
 
 import pytest
@@ -225,3 +226,43 @@ def test_the_live_writer_writes_bodies_beside_their_completions(tmp_path):
         recorder.close()
     kept = dict(CompletionBody.objects.values_list("completion_id", "answer"))
     assert kept == {ids[0]: "written twice: the last one wins"} | {i: f"answer {i}" for i in ids[1:]}
+
+
+def test_a_body_bigger_than_a_read_and_a_segment_is_written_whole(tmp_path):
+    recorder = BufferedRecorder(journal_folder=tmp_path, interval_s=0.01)
+    request_id = new_request_id()
+    answer = "é" * (3 * 1024 * 1024)  # 6 MiB of UTF-8 on its line: past a segment and a read
+    try:
+        recorder.submit(completion(request_id))
+        recorder.submit(body(request_id, answer=answer))
+        recorder.submit(attempt(request_id, 0))  # and the rows after it are not lost
+        assert recorder.flush(10)
+    finally:
+        recorder.close()
+    assert CompletionBody.objects.get(pk=request_id).answer == answer
+    assert Attempt.objects.filter(completion_id=request_id).count() == 1
+
+
+def test_a_dead_journal_with_a_big_body_is_replayed_whole(tmp_path):
+    folder = tmp_path / "db"
+    dead = Journal(folder)
+    request_id = new_request_id()
+    answer = "é" * (3 * 1024 * 1024)
+    for line in (encode(completion(request_id)), encode(body(request_id, answer=answer))):
+        dead.append(line)
+    dead.append(encode(attempt(request_id, 0)))
+    kill(dead)
+    recorder = BufferedRecorder(journal_folder=folder, interval_s=0.01)
+    try:
+        recorder.start()
+        recorder._journal_here()
+        assert recorder.flush(10)
+        for _ in range(200):
+            if not dead.folder.exists():
+                break
+            time.sleep(0.05)
+    finally:
+        recorder.close()
+    assert not dead.folder.exists()
+    assert CompletionBody.objects.get(pk=request_id).answer == answer
+    assert Attempt.objects.filter(completion_id=request_id).count() == 1
