@@ -25,11 +25,19 @@ APP_PAGES = [
     "/status/",
     "/alerts/",
     "/batches/",
+    "/requests/",
 ]
 # A week of demo traffic, so the dashboards and the status page have charts and tables to fit.
 LEDGER_SEED = """
 from dashboards.services.synth_ledger import synth_ledger_generate
 synth_ledger_generate(attempts=600, days=7, seed=5)
+from providers.models import Completion, CompletionBody
+newest = Completion.objects.order_by("-created_at").first()
+words = "x" * 2000  # one long word: the completion page must wrap it
+CompletionBody.objects.create(
+    completion=newest, created_at=newest.created_at, prompt=words, answer="y" * 2000,
+    messages='[{"role": "user", "content": "' + words + '"}]',
+)
 """
 PAST_THE_EDGE = """(width) => [...document.querySelectorAll('body *')]
   .filter((e) => e.getBoundingClientRect().right > width + 1)
@@ -73,6 +81,11 @@ def test_no_app_page_scrolls_sideways(page, server, width, screenshot_path):
         assert_no_sideways_scroll(page, width)
         name = path.strip("/").replace("/", "-") or "home"
         page.screenshot(path=screenshot_path(f"responsive-{width}-{name}"), full_page=True)
+    page.goto(server.url("/requests/"))
+    page.locator("a.row-link").first.click()  # the newest completion's page, with its kept body
+    expect(page.locator("[data-body-answer]")).to_be_visible()
+    assert_no_sideways_scroll(page, width)
+    page.screenshot(path=screenshot_path(f"responsive-{width}-completion"), full_page=True)
 
 
 def test_on_a_phone_the_conversation_comes_first_and_settings_open_in_a_drawer(page, server, screenshot_path):
