@@ -133,7 +133,8 @@ class Completion(models.Model):
     # "provider", "model"}], "why"} (providers.engine.routing.Route.as_dict). Null: not recorded.
     route = models.JSONField(null=True, blank=True)
     # The parameters the request set, not the defaults: {"temperature": 0.2, "tools": ["name"],
-    # "response_format": "json_schema answer"...} (providers.services.ledger.params_recorded).
+    # "response_format": "json_schema answer"...} (providers.services.ledger.params_recorded);
+    # {} when none was set, null on rows from before it was recorded.
     params = models.JSONField(null=True, blank=True)
 
     class Meta:

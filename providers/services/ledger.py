@@ -33,7 +33,7 @@ _PARAMS_AS_SET = tuple(
 )
 
 
-def params_recorded(params: ChatParams) -> dict[str, Any] | None:
+def params_recorded(params: ChatParams) -> dict[str, Any]:
     """The parameters a request set (not the defaults), as its completion records them: tools
     by name, the tool choice by name, the response format by type and schema name."""
     kept: dict[str, Any] = {}
@@ -51,7 +51,7 @@ def params_recorded(params: ChatParams) -> dict[str, Any] | None:
         kept["response_format"] = " ".join(
             filter(None, (params.response_format.get("type"), schema.get("name")))
         )
-    return kept or None
+    return kept  # {}: none set (None on a completion: recorded before parameters were)
 
 
 @dataclass(frozen=True, slots=True)

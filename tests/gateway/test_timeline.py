@@ -65,3 +65,4 @@ async def test_the_timeline_says_when_no_body_is_kept(api, api_key, upstream, ad
     await browser.aforce_login(admin_user)
     page = (await browser.get(answer.json()["rana"]["timeline_url"])).content.decode()
     assert "data-no-body" in page and "body logging is off for this chain" in page
+    assert "none set: the model's defaults" in page
