@@ -12,7 +12,7 @@ from decimal import Decimal
 from django.db.models import Count, OuterRef, QuerySet, Subquery, Sum
 
 from providers.engine.cost import attempt_cost
-from providers.engine.results import NO_CALL_OUTCOMES
+from providers.engine.results import calls_made
 from providers.models import (
     Attempt,
     BodyLogging,
@@ -152,8 +152,7 @@ class CompletionTimeline:
         """Rows still on their way to the database (a worker's write-behind buffer)."""
         if self.completion is None:
             return True
-        called = sum(1 for a in self.attempts if a.outcome not in NO_CALL_OUTCOMES)
-        return called < self.completion.attempt_count
+        return calls_made(self.attempts) < self.completion.attempt_count
 
 
 def bodies_matching(text: str) -> QuerySet[CompletionBody]:

@@ -12,6 +12,7 @@ from providers.engine.results import (
     EngineError,
     RetryLater,
     StreamInterrupted,
+    calls_made,
 )
 from providers.engine.routing import Route, RouteStep
 from providers.engine.types import FailureClass, Price, StreamEvent, ToolCall, ToolCallDelta, Usage
@@ -47,4 +48,5 @@ __all__ = [
     "ToolCall",
     "ToolCallDelta",
     "Usage",
+    "calls_made",
 ]

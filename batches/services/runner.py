@@ -29,13 +29,13 @@ from django.utils import timezone
 from batches.models import Batch, BatchRow, BatchStatus, RowStatus
 from providers.services import Caller, complete, redact, service_shutdown
 from providers.types import (
-    NO_CALL_OUTCOMES,
     BudgetExceeded,
     ChainNotFound,
     CompletionResult,
     EngineError,
     InvalidRequest,
     NoUsableStep,
+    calls_made,
 )
 from rana_site.db_busy import retry_when_busy
 
@@ -167,17 +167,13 @@ class _Run:
         return _answer_fields(result)
 
 
-def _calls(attempts) -> int:
-    return sum(1 for a in attempts if a.outcome not in NO_CALL_OUTCOMES)
-
-
 def _answer_fields(result: CompletionResult) -> dict[str, Any]:
     return {
         "status": RowStatus.DONE,
         "answer": result.text,
         "provider_name": result.provider_name,
         "model": result.model,
-        "attempts": _calls(result.attempts),
+        "attempts": calls_made(result.attempts),
         "latency_ms": result.latency_ms,
         "cost_usd": result.cost_usd,
         "request_id": result.request_id,
@@ -191,7 +187,7 @@ def _failure_fields(exc: EngineError) -> dict[str, Any]:
         "error": f"{exc.failure_class}: {redact(str(exc))}",
         "provider_name": last.provider_name if last else "",
         "model": last.model if last else "",
-        "attempts": _calls(exc.attempts),
+        "attempts": calls_made(exc.attempts),
         "latency_ms": sum(a.latency_ms for a in exc.attempts),
         "cost_usd": exc.cost_usd,
         "request_id": getattr(exc, "request_id", None),

@@ -12,7 +12,7 @@ import orjson
 from django.urls import reverse
 
 from providers.services import redact
-from providers.types import NO_CALL_OUTCOMES, AttemptRecord, CompletionResult, Route, Usage
+from providers.types import AttemptRecord, CompletionResult, Route, Usage, calls_made
 
 
 def money(value: Decimal | None) -> str:
@@ -34,10 +34,6 @@ def _timeline_prefix() -> str:
 def timeline_url(request_id: uuid.UUID | None) -> str | None:
     """Where the UI shows this completion's timeline (a path on this server)."""
     return f"{_timeline_prefix()}{request_id}/" if request_id else None
-
-
-def calls_made(attempts: Sequence[AttemptRecord]) -> int:
-    return sum(1 for a in attempts if a.outcome not in NO_CALL_OUTCOMES)
 
 
 def attempt_json(attempt: AttemptRecord) -> dict[str, Any]:

@@ -15,6 +15,11 @@ SUCCESS = "success"
 NO_CALL_OUTCOMES = frozenset({"circuit_open", "capability_skipped"})
 
 
+def calls_made(attempts) -> int:
+    """How many of the attempts (records or Attempt rows) called an upstream: the one count of it."""
+    return sum(1 for a in attempts if a.outcome not in NO_CALL_OUTCOMES)
+
+
 def attempts_cost(attempts) -> Decimal:
     """What a request's attempts cost (unpriced ones count nothing): the one sum of it."""
     return sum((a.cost_usd for a in attempts if a.cost_usd is not None), Decimal(0))

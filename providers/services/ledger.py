@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from providers.engine.cost import priced_attempt
 from providers.engine.plan import StepPlan
-from providers.engine.results import NO_CALL_OUTCOMES, AttemptRecord, attempts_cost
+from providers.engine.results import AttemptRecord, attempts_cost, calls_made
 from providers.engine.types import ChatParams
 from providers.models import Attempt, Completion, CompletionOutcome
 from providers.services.recorder import PendingRow, get_recorder
@@ -110,7 +110,7 @@ def completion_totals(attempts: list[AttemptRecord]) -> dict[str, Any]:
         "reasoning_tokens": sum(u.reasoning_tokens for u in usage_rows),
         "cost_usd": attempts_cost(attempts),
         "unpriced": any(a.unpriced for a in attempts),
-        "attempt_count": sum(1 for a in attempts if a.outcome not in NO_CALL_OUTCOMES),
+        "attempt_count": calls_made(attempts),
         "answered_provider_id": success.provider_id if success else None,
         "answered_model": success.model if success else "",
         "answered_step": success.step_position if success else None,

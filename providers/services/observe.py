@@ -16,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 
-from providers.engine.results import NO_CALL_OUTCOMES, AttemptRecord
+from providers.engine.results import AttemptRecord, calls_made
 from providers.services import tracing
 
 log = logging.getLogger("rana.observe")
@@ -103,7 +103,7 @@ def _log_completion(values: dict[str, Any], attempts: Sequence[AttemptRecord]) -
         "key_prefix": values.get("gateway_key_prefix") or "",
         "outcome": str(values["outcome"]),
         "error_class": values.get("error_class") or "",
-        "attempts": sum(1 for a in attempts if a.outcome not in NO_CALL_OUTCOMES),
+        "attempts": calls_made(attempts),
         "fallback": bool(values.get("fallback_used")),
         "provider": answering.provider_name if answering else "",
         "model": values.get("answered_model") or "",

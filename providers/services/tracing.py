@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from importlib.metadata import entry_points
 from typing import Any
 
-from providers.engine.results import NO_CALL_OUTCOMES, AttemptRecord
+from providers.engine.results import AttemptRecord, calls_made
 
 _tracer: Any = None  # None: not decided yet; False: off
 _provider: Any = None
@@ -113,7 +113,6 @@ def request_traced(
         return
     from opentelemetry import trace
 
-    calls = [a for a in attempts if a.outcome not in NO_CALL_OUTCOMES]
     requested = attempts[0].model if attempts else (values.get("answered_model") or "")
     answered = values.get("answered_model") or ""
     start = _ns(values["created_at"])
@@ -126,7 +125,7 @@ def request_traced(
         "rana.request_id": str(values["id"]),
         "rana.source": values.get("source") or "",
         "rana.outcome": str(values["outcome"]),
-        "rana.attempts": len(calls),
+        "rana.attempts": calls_made(attempts),
         "rana.fallback": bool(values.get("fallback_used")),
         "rana.cost_usd": float(values.get("cost_usd") or 0),
         "rana.stream": bool(values.get("stream")),
