@@ -10,12 +10,13 @@
 
 from __future__ import annotations
 
+from providers.services import NOT_A_CALL
 from providers.types import FailureClass
 
 SUCCESS = "success"
 FAILURE_CLASSES: tuple[str, ...] = tuple(c.value for c in FailureClass)
 ATTEMPT_OUTCOMES: tuple[str, ...] = (SUCCESS, *FAILURE_CLASSES)
-NOT_COUNTED_IN_ERROR_RATE = frozenset({"circuit_open", "capability_skipped", "cancelled"})
+NOT_COUNTED_IN_ERROR_RATE = NOT_A_CALL  # as the health scores and the alert rules count them
 ANSWERED = frozenset({"success", "cache_hit"})
 
 OUTCOME_COLORS = {

@@ -23,7 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
 
-from providers.engine.results import AttemptRecord
+from providers.engine.results import NO_CALL_OUTCOMES, AttemptRecord
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 MAX_LABEL_SETS = 2000  # per series and process
@@ -108,7 +108,7 @@ def attempt_observed(record: AttemptRecord, chain: str) -> None:
             _labels(TOKENS, provider, model, "output").inc(usage.output_tokens)
     if record.cost_usd:
         _labels(COST, provider, model).inc(float(record.cost_usd))
-    if record.latency_ms and str(record.outcome) not in ("circuit_open", "capability_skipped"):
+    if record.latency_ms and record.outcome not in NO_CALL_OUTCOMES:
         _labels(ATTEMPT_SECONDS, provider).observe(record.latency_ms / 1000)
     if record.ttft_ms is not None and record.ok:
         _labels(TTFT_SECONDS, chain, provider).observe(record.ttft_ms / 1000)
