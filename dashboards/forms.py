@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
-from urllib.parse import unquote
 
 from django import forms
 from django.http import HttpRequest
@@ -15,15 +14,14 @@ from dashboards.selectors.filters import (
     DEFAULT_RANGE,
     MAX_SPAN,
     RANGES,
-    TZ_COOKIE,
     Filters,
-    default_tz,
     parse_local,
     resolve_range,
     tz_from,
 )
 from dashboards.selectors.options import FilterOptions, filter_options
 from providers.models import Source
+from rana_site.viewer_tz import viewer_tz
 
 
 class FilterForm(forms.Form):
@@ -109,7 +107,7 @@ def filters_from_request(
     error on the form (`form.errors`; the pages show it instead of any figures) and is left
     out of the filters, so the chart views still answer for the rest."""
     data = request.GET
-    tz = tz_from(data.get("tz")) or tz_from(unquote(request.COOKIES.get(TZ_COOKIE, ""))) or default_tz()
+    tz = viewer_tz(request)
     options = filter_options()
     fields = FilterForm({}, options=options).fields
     range_key, start, end = resolve_range(

@@ -15,6 +15,8 @@ from urllib.parse import urlencode
 
 from django.utils import timezone
 
+from rana_site.viewer_tz import default_tz, tz_from  # noqa: F401 (read from here by the dashboards)
+
 RANGES = {
     "1h": ("Last hour", dt.timedelta(hours=1)),
     "24h": ("Last 24 hours", dt.timedelta(hours=24)),
@@ -24,7 +26,6 @@ RANGES = {
 DEFAULT_RANGE = "24h"
 CUSTOM = "custom"
 MAX_SPAN = dt.timedelta(days=400)
-TZ_COOKIE = "rana_tz"
 
 
 @dataclass(frozen=True)
@@ -62,19 +63,6 @@ class Filters:
     @property
     def query_string(self) -> str:
         return urlencode({k: v for k, v in self.params.items() if v not in ("", None)})
-
-
-def tz_from(value: str | None) -> zoneinfo.ZoneInfo | None:
-    if not value:
-        return None
-    try:
-        return zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return None
-
-
-def default_tz() -> zoneinfo.ZoneInfo:
-    return tz_from(timezone.get_default_timezone_name()) or zoneinfo.ZoneInfo("UTC")
 
 
 def parse_local(value: str, tz: zoneinfo.ZoneInfo) -> dt.datetime | None:

@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 import zoneinfo
 from typing import Any
-from urllib.parse import unquote, urlencode
+from urllib.parse import urlencode
 
 from django import forms
 from django.http import HttpRequest
@@ -15,6 +15,7 @@ from django.utils import timezone
 from gateway.requestlog.query import SEARCH_ERROR, SEARCH_KEY, SEARCH_PROMPT, Cursor, LogQuery
 from providers.models import CompletionOutcome, FallbackChain, Source
 from providers.selectors import bodies_kept
+from rana_site.viewer_tz import viewer_tz
 
 RANGES = {
     "1h": ("Last hour", dt.timedelta(hours=1)),
@@ -22,7 +23,6 @@ RANGES = {
     "7d": ("Last 7 days", dt.timedelta(days=7)),
     "30d": ("Last 30 days", dt.timedelta(days=30)),
 }
-TZ_COOKIE = "rana_tz"  # the viewer's timezone, set by the dashboards' script
 PROMPT_NEEDS_BODIES = (
     "Search by prompt text needs body logging, and no chain keeps request bodies: turn it on "
     'under a chain\'s "Request bodies" in the admin, or search by provider error text or key prefix.'
@@ -32,17 +32,6 @@ FILTER_NAMES = (
     "range", "start", "end", "chain", "provider", "model", "outcome", "source", "key",
     "fallback", "cost_above", "latency_above", "q", "search_in",
 )  # fmt: skip
-
-
-def _viewer_tz(request: HttpRequest) -> zoneinfo.ZoneInfo:
-    """?tz=, else the rana_tz cookie, else settings.TIME_ZONE."""
-    names = (request.GET.get("tz", ""), unquote(request.COOKIES.get(TZ_COOKIE, "")))
-    for name in (*names, timezone.get_default_timezone_name()):
-        try:
-            return zoneinfo.ZoneInfo(name)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            continue
-    return zoneinfo.ZoneInfo("UTC")
 
 
 class LocalDateTimeField(forms.CharField):
@@ -165,4 +154,4 @@ def _is_uuid(value: str) -> bool:
 
 
 def log_form(request: HttpRequest) -> RequestLogForm:
-    return RequestLogForm(request.GET, tz=_viewer_tz(request))
+    return RequestLogForm(request.GET, tz=viewer_tz(request))
