@@ -38,7 +38,7 @@ import orjson
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from providers.aiohttp_internals import no_stale_connection_retry, session_abandon
-from providers.url_safety import UnsafeUpstreamURL, check_address
+from providers.url_safety import IMAGE_ALLOWLIST, UPSTREAM_ALLOWLIST, UnsafeUpstreamURL, check_address
 
 USE_CLIENT_DEFAULT = httpx.USE_CLIENT_DEFAULT
 
@@ -92,27 +92,30 @@ class GuardedResolver(AbstractResolver):
     """Resolves through the system resolver, then refuses any address the guard forbids: the
     connector connects to exactly the addresses returned here (no second lookup to rebind)."""
 
-    def __init__(self, *, allowed_hosts: Iterable[str]) -> None:
+    def __init__(self, *, allowed_hosts: Iterable[str], setting: str = UPSTREAM_ALLOWLIST) -> None:
         self._allowed_hosts = tuple(allowed_hosts)
+        self._setting = setting
         self._system = aiohttp.ThreadedResolver()
 
     async def resolve(self, host: str, port: int = 0, family: int = 0) -> list[ResolveResult]:
         results = await self._system.resolve(host, port, family)
         for result in results:
-            check_address(host, ipaddress.ip_address(result["host"]), self._allowed_hosts)
+            check_address(
+                host, ipaddress.ip_address(result["host"]), self._allowed_hosts, setting=self._setting
+            )
         return results
 
     async def close(self) -> None:
         await self._system.close()
 
 
-def _check_literal(url: httpx.URL, allowed_hosts: tuple[str, ...]) -> None:
+def _check_literal(url: httpx.URL, allowed_hosts: tuple[str, ...], setting: str) -> None:
     """An IP-literal host is never resolved, so the resolver cannot see it: check it here."""
     try:
         address = ipaddress.ip_address(url.host)
     except ValueError:
         return
-    check_address(url.host, address, allowed_hosts)
+    check_address(url.host, address, allowed_hosts, setting=setting)
 
 
 class _Inflater:
@@ -211,9 +214,15 @@ class GuardedTransport(httpx.AsyncBaseTransport):
     """httpx transport over one aiohttp session, created lazily inside the running loop."""
 
     def __init__(
-        self, *, allowed_hosts: Iterable[str], limits: httpx.Limits, max_body_bytes: int | None = None
+        self,
+        *,
+        allowed_hosts: Iterable[str],
+        limits: httpx.Limits,
+        max_body_bytes: int | None = None,
+        setting: str = UPSTREAM_ALLOWLIST,
     ) -> None:
         self._allowed_hosts = tuple(allowed_hosts)
+        self._setting = setting  # the allowlist's name, for the refusals' words
         self._limits = limits
         self.max_body_bytes = max_body_bytes
         self._ssl = httpx.create_ssl_context(trust_env=False)  # certifi, verification on
@@ -225,7 +234,7 @@ class GuardedTransport(httpx.AsyncBaseTransport):
             limit_per_host=0,
             keepalive_timeout=self._limits.keepalive_expiry or 30,
             ssl=self._ssl,
-            resolver=GuardedResolver(allowed_hosts=self._allowed_hosts),
+            resolver=GuardedResolver(allowed_hosts=self._allowed_hosts, setting=self._setting),
             ttl_dns_cache=10,
         )
         session = aiohttp.ClientSession(
@@ -244,7 +253,7 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         except httpx.RequestNotRead:
             body = await request.aread()
         with _mapped_errors():
-            _check_literal(request.url, self._allowed_hosts)
+            _check_literal(request.url, self._allowed_hosts, self._setting)
             response = await self._session.request(
                 request.method,
                 str(request.url),
@@ -355,16 +364,23 @@ class UpstreamClient(httpx.AsyncClient):
 
 
 def build_client(
-    *, allowed_hosts: Iterable[str], max_connections: int = 500, max_body_bytes: int | None = None
+    *,
+    allowed_hosts: Iterable[str],
+    max_connections: int = 500,
+    max_body_bytes: int | None = None,
+    setting: str = UPSTREAM_ALLOWLIST,
 ) -> httpx.AsyncClient:
-    """A guarded client; `max_body_bytes` caps every response it reads (None: no cap)."""
+    """A guarded client; `max_body_bytes` caps every response it reads (None: no cap);
+    `setting`: the name of the setting `allowed_hosts` comes from, for its refusals."""
     limits = httpx.Limits(
         max_connections=max_connections,
         max_keepalive_connections=max_connections,
         keepalive_expiry=30,
     )
     client = UpstreamClient(
-        transport=GuardedTransport(allowed_hosts=allowed_hosts, limits=limits, max_body_bytes=max_body_bytes),
+        transport=GuardedTransport(
+            allowed_hosts=allowed_hosts, limits=limits, max_body_bytes=max_body_bytes, setting=setting
+        ),
         follow_redirects=False,
         trust_env=False,
         timeout=httpx.Timeout(30.0, connect=5.0),
@@ -386,12 +402,16 @@ def _client_for_loop(
     allowed_hosts: Iterable[str],
     max_connections: int,
     max_body_bytes: int | None = None,
+    setting: str = UPSTREAM_ALLOWLIST,
 ) -> httpx.AsyncClient:
     loop = asyncio.get_running_loop()
     client = clients.get(loop)
     if client is None or client.is_closed or getattr(client, "max_body_bytes", None) != max_body_bytes:
         client = build_client(
-            allowed_hosts=allowed_hosts, max_connections=max_connections, max_body_bytes=max_body_bytes
+            allowed_hosts=allowed_hosts,
+            max_connections=max_connections,
+            max_body_bytes=max_body_bytes,
+            setting=setting,
         )
         clients[loop] = client
     return client
@@ -412,7 +432,7 @@ def image_client() -> httpx.AsyncClient:
     allowlist (RANA_ALLOWED_IMAGE_HOSTS), since callers, not operators, choose these URLs."""
     from django.conf import settings
 
-    return _client_for_loop(_image_clients, settings.RANA_ALLOWED_IMAGE_HOSTS, 50)
+    return _client_for_loop(_image_clients, settings.RANA_ALLOWED_IMAGE_HOSTS, 50, setting=IMAGE_ALLOWLIST)
 
 
 async def shared_client_close() -> None:

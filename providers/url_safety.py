@@ -69,12 +69,22 @@ def is_allowed_host(host: str, allowed_hosts: Iterable[str]) -> bool:
     return any(host == h.strip().strip("[]").lower().rstrip(".") for h in allowed_hosts if h.strip())
 
 
-def check_address(host: str, address: IPAddress, allowed_hosts: Iterable[str]) -> None:
+# The settings that list the hosts allowed past the guard, one per kind of URL (each refusal
+# names the one to extend): operators' provider URLs, callers' image URLs, alert webhooks.
+UPSTREAM_ALLOWLIST = "RANA_ALLOWED_UPSTREAM_HOSTS"
+IMAGE_ALLOWLIST = "RANA_ALLOWED_IMAGE_HOSTS"
+WEBHOOK_ALLOWLIST = "RANA_ALLOWED_WEBHOOK_HOSTS"
+
+
+def check_address(
+    host: str, address: IPAddress, allowed_hosts: Iterable[str], *, setting: str = UPSTREAM_ALLOWLIST
+) -> None:
+    """Refuse a forbidden address unless its host is in `allowed_hosts`, the setting named
+    `setting` (the one the refusal tells the operator to extend)."""
     problem = address_problem(address)
     if problem and not is_allowed_host(host, allowed_hosts):
         raise UnsafeUpstreamURL(
-            "private_address",
-            f"host '{host}' is {problem} ({address}); list it in RANA_ALLOWED_UPSTREAM_HOSTS to allow it",
+            "private_address", f"host '{host}' is {problem} ({address}); list it in {setting} to allow it"
         )
 
 
@@ -92,6 +102,7 @@ def check_upstream_url(
     allowed_hosts: Iterable[str],
     resolve_dns: bool = True,
     allow_unresolvable: bool = True,
+    setting: str = UPSTREAM_ALLOWLIST,
 ) -> None:
     """Raise UnsafeUpstreamURL naming the rule that refuses `url`; return if it is fine.
 
@@ -117,7 +128,7 @@ def check_upstream_url(
         return
     literal = _literal_address(host)
     if literal is not None:
-        check_address(host, literal, allowed_hosts)
+        check_address(host, literal, allowed_hosts, setting=setting)
         return
     if resolve_dns:
         default_port = 443 if parts.scheme == "https" else 80
@@ -128,4 +139,4 @@ def check_upstream_url(
                 return
             raise
         for address in addresses:
-            check_address(host, address, allowed_hosts)
+            check_address(host, address, allowed_hosts, setting=setting)

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 
 from providers.engine.types import ImagePart
-from providers.url_safety import UnsafeUpstreamURL, check_upstream_url, is_allowed_host
+from providers.url_safety import IMAGE_ALLOWLIST, UnsafeUpstreamURL, check_upstream_url, is_allowed_host
 
 from .input_errors import InvalidRequest
 
@@ -90,10 +90,9 @@ def check_image_url(url: str, where: str) -> None:
     """Refuse an http(s) image URL that names a non-public host; InvalidRequest says why."""
     allowed = list(settings.RANA_ALLOWED_IMAGE_HOSTS)
     try:
-        check_upstream_url(url, allowed_hosts=allowed, resolve_dns=False)
+        check_upstream_url(url, allowed_hosts=allowed, resolve_dns=False, setting=IMAGE_ALLOWLIST)
     except UnsafeUpstreamURL as exc:
-        message = str(exc).replace("RANA_ALLOWED_UPSTREAM_HOSTS", "RANA_ALLOWED_IMAGE_HOSTS")
-        raise InvalidRequest(where, f"image URL refused: {message}") from None
+        raise InvalidRequest(where, f"image URL refused: {exc}") from None
     host = urlsplit(url).hostname or ""
     if _local_name(host) and not is_allowed_host(host, allowed):
         raise InvalidRequest(where, f"image URL refused: host '{host}' is a local name")

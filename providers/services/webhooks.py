@@ -14,7 +14,7 @@ from django.conf import settings
 
 from providers.http_client import build_client
 from providers.secrets import decrypt, encrypt, mask
-from providers.url_safety import UnsafeUpstreamURL, check_upstream_url
+from providers.url_safety import WEBHOOK_ALLOWLIST, UnsafeUpstreamURL, check_upstream_url
 
 RESPONSE_MAX_BYTES = 64 * 1024
 
@@ -36,16 +36,15 @@ def secret_mask(plaintext: str) -> str:
 def webhook_url_check(url: str) -> None:
     """Raise ValueError naming why RANA refuses to post to `url` (checked again at connect time)."""
     try:
-        check_upstream_url(url, allowed_hosts=settings.RANA_ALLOWED_WEBHOOK_HOSTS)
+        check_upstream_url(url, allowed_hosts=settings.RANA_ALLOWED_WEBHOOK_HOSTS, setting=WEBHOOK_ALLOWLIST)
     except UnsafeUpstreamURL as exc:
-        raise ValueError(
-            str(exc).replace("RANA_ALLOWED_UPSTREAM_HOSTS", "RANA_ALLOWED_WEBHOOK_HOSTS")
-        ) from None
+        raise ValueError(str(exc)) from None
 
 
 async def _post(url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> int:
     client = build_client(
         allowed_hosts=settings.RANA_ALLOWED_WEBHOOK_HOSTS,
+        setting=WEBHOOK_ALLOWLIST,
         max_connections=4,
         max_body_bytes=RESPONSE_MAX_BYTES,
     )

@@ -55,6 +55,7 @@ async def test_the_upstream_allowlist_does_not_open_the_image_fetcher(image_host
         await images_resolve(picture(f"http://localhost:{image_host.port}/cat.png"))
     assert info.value.failure_class == "invalid_request"
     assert "loopback" in info.value.message and "image 1 could not be fetched" in info.value.message
+    assert "list it in RANA_ALLOWED_IMAGE_HOSTS" in info.value.message  # the allowlist that applies
     assert image_host.connections_opened == before
 
 
